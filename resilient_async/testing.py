@@ -1,0 +1,175 @@
+"""Tools for testing code that uses resilient_async.
+
+- `set_testing()` switches real waits off in retries (and caps attempts), globally or for a
+  block.
+- Virtual time on both backends: `virtual_time_loop()` builds an asyncio event loop whose clock
+  jumps ahead whenever every task is blocked; on trio use `trio.testing.MockClock` with
+  `autojump_threshold=0`. Every primitive reads time only through the running loop's clock, so
+  timeouts, backoff waits, breaker open periods and token refills all run in virtual time.
+- The pytest plugin (fixtures `ra_no_wait` and `ra_virtual_time`) lives in
+  `resilient_async._pytest_plugin` and is registered through the `pytest11` entry point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import selectors
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+__all__ = [
+    "VirtualClock",
+    "set_testing",
+    "testing_settings",
+    "virtual_time_loop",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class TestingSettings:
+    """What `set_testing` switched on: read by the drivers, never written by them."""
+
+    active: bool = False
+    attempts: int | None = None
+
+
+_settings = TestingSettings()
+
+
+def testing_settings() -> TestingSettings:
+    """Return the settings that `set_testing` made current."""
+    return _settings
+
+
+class set_testing:  # noqa: N801 (a function in use, a context manager by implementation)
+    """Switch testing mode on or off: retries stop waiting between attempts.
+
+    Call it plainly to switch for the whole process, or use it as a context manager to switch
+    for a block and restore the previous settings afterwards.
+
+    Args:
+        testing: True to skip every backoff wait (the retry loop still runs its attempts).
+        attempts: If given, caps every retry loop at this many attempts while testing.
+
+    Raises:
+        ValueError: `attempts` is less than 1.
+
+    Example:
+        >>> from resilient_async.testing import set_testing
+        >>> with set_testing(True, attempts=2):
+        ...     pass  # retries here make at most 2 attempts and never sleep
+    """
+
+    __slots__ = ("_previous",)
+
+    def __init__(self, testing: bool, *, attempts: int | None = None) -> None:
+        global _settings
+        if attempts is not None and (isinstance(attempts, bool) or attempts < 1):
+            raise ValueError(f"attempts must be >= 1 or None, got {attempts!r}")
+        self._previous = _settings
+        _settings = TestingSettings(active=bool(testing), attempts=attempts)
+
+    def __enter__(self) -> TestingSettings:
+        return _settings
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        global _settings
+        _settings = self._previous
+
+
+class VirtualClock:
+    """A clock that only moves when told to, or when the loop has nothing to do.
+
+    Attributes:
+        now: The current virtual time in seconds.
+    """
+
+    __slots__ = ("now",)
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = start
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward by `seconds` (never backwards).
+
+        Raises:
+            ValueError: `seconds` is negative.
+        """
+        if seconds < 0:
+            raise ValueError(f"seconds must be >= 0, got {seconds}")
+        self.now += seconds
+
+
+class _AutojumpSelector(selectors.BaseSelector):
+    """Wraps a real selector; when nothing is ready and a timer is pending, jumps the clock.
+
+    The loop asks the selector to wait `timeout` seconds for I/O until its next timer. If no
+    I/O is ready right now, the wait is skipped and the virtual clock moves to that timer. With
+    no timer pending (timeout None) the selector blocks for real, so threads and sockets still
+    wake the loop.
+    """
+
+    def __init__(self, real: selectors.BaseSelector, clock: VirtualClock) -> None:
+        self._real = real
+        self._clock = clock
+
+    def register(
+        self, fileobj: Any, events: int, data: Any = None
+    ) -> selectors.SelectorKey:
+        return self._real.register(fileobj, events, data)
+
+    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+        return self._real.unregister(fileobj)
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._real.modify(fileobj, events, data)
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        ready = self._real.select(0)
+        if ready or timeout == 0:
+            return ready
+        if timeout is None:
+            return self._real.select(None)
+        self._clock.advance(max(timeout, 0.0))
+        return []
+
+    def close(self) -> None:
+        self._real.close()
+
+    def get_map(self) -> Mapping[Any, selectors.SelectorKey]:
+        return self._real.get_map()
+
+
+class _VirtualTimeEventLoop(asyncio.SelectorEventLoop):
+    def __init__(self, clock: VirtualClock) -> None:
+        self.clock = clock
+        super().__init__(_AutojumpSelector(selectors.DefaultSelector(), clock))
+
+    def time(self) -> float:
+        return self.clock.now
+
+
+def virtual_time_loop(clock: VirtualClock | None = None) -> asyncio.AbstractEventLoop:
+    """Create an asyncio event loop that runs in virtual time.
+
+    Whenever every task is blocked and a timer is pending, the clock jumps to that timer at
+    once, like trio's `MockClock(autojump_threshold=0)`. A one-hour backoff takes no real
+    time. Do not use it for tests that wait on real I/O with a timeout: the timeout would fire
+    before the I/O has a chance to complete.
+
+    Args:
+        clock: The clock to drive; a new one starting at 0 when omitted. `loop.clock` holds it.
+
+    Example:
+        >>> import asyncio
+        >>> with asyncio.Runner(loop_factory=virtual_time_loop) as runner:
+        ...     runner.run(asyncio.sleep(3600))  # returns at once
+    """
+    return _VirtualTimeEventLoop(clock if clock is not None else VirtualClock())

@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks: our primitives against the peers, in one process, as ratios."""

@@ -1,0 +1,240 @@
+"""The only module of the async drivers that knows which event loop runs.
+
+Hand-written (its sync counterpart `_sync/_backend.py` is too); every other module in
+`_async/` reaches the event loop only through the names here, so that `tools/unasync.py` can
+turn them into sync code that calls the sync backend instead.
+
+On asyncio the hot path uses the loop's own mechanisms (`loop.time`, `loop.call_at`,
+`Task.cancel`/`uncancel`), which cost a fraction of anyio's cancel scopes; on trio it uses
+trio's. The semantics are the same on both, and both are tested.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import math
+import sys
+from asyncio import events as _events
+from types import TracebackType
+from typing import Any, Final
+
+import anyio
+import anyio.lowlevel
+
+from .._core.deadlines import DEADLINE
+from ..errors import DeadlineExceeded
+
+__all__ = [
+    "IS_ASYNC",
+    "DeadlineScope",
+    "Event",
+    "Lock",
+    "check_guarded_callable",
+    "checkpoint",
+    "current_time",
+    "is_cancellation",
+    "remaining_until",
+    "shielded",
+    "sleep",
+    "sleep_until",
+]
+
+IS_ASYNC: Final = True
+
+_get_running_loop = _events._get_running_loop
+_CancelledError = asyncio.CancelledError
+
+
+def _trio() -> Any:
+    trio = sys.modules.get("trio")
+    if trio is None:
+        raise RuntimeError("this needs a running asyncio or trio event loop")
+    return trio
+
+
+def current_time() -> float:
+    """Return the running loop's clock (the clock virtual-time tests control).
+
+    Raises:
+        RuntimeError: No asyncio or trio event loop is running in this thread.
+    """
+    loop = _get_running_loop()
+    if loop is not None:
+        return loop.time()
+    try:
+        return float(_trio().current_time())
+    except RuntimeError:
+        raise RuntimeError("this needs a running asyncio or trio event loop") from None
+
+
+async def sleep(seconds: float) -> None:
+    """Sleep `seconds` on the running loop's clock (a checkpoint even for 0)."""
+    await anyio.sleep(seconds)
+
+
+async def sleep_until(when: float) -> None:
+    """Sleep until the loop's clock reads `when`."""
+    await anyio.sleep_until(when)
+
+
+async def checkpoint() -> None:
+    """Let other tasks run and deliver a pending cancellation."""
+    await anyio.lowlevel.checkpoint()
+
+
+def is_cancellation(exc: BaseException) -> bool:
+    """Tell whether `exc` is the running backend's cancellation (or a stop signal).
+
+    KeyboardInterrupt, SystemExit and GeneratorExit count too: no policy may catch them.
+    """
+    return not isinstance(exc, Exception)
+
+
+def shielded() -> anyio.CancelScope:
+    """Return a scope that shields cleanup which must finish from outer cancellation."""
+    return anyio.CancelScope(shield=True)
+
+
+class Lock:
+    """A no-op lock: async drivers run state changes without an await, so nothing races.
+
+    The sync backend's `Lock` is a real `threading.Lock`; generated code uses either the same
+    way (`with self._lock:`).
+    """
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+Event = anyio.Event
+
+
+class DeadlineScope:
+    """Cancel the enclosed block at `when` and raise `DeadlineExceeded`, as a plain `with`.
+
+    The effective deadline (a context variable) becomes min(outer, `when`): an inner scope can
+    never extend an outer one, and a scope whose deadline is not earlier than the effective one
+    arms nothing at all. Only the scope that expired raises; an outer cancellation passes
+    through untouched, and on asyncio `Task.cancelling()` is back at its entry value on exit.
+
+    Args:
+        when: The absolute deadline on the loop's clock.
+        timeout: The relative length the user asked for (reported on the error), or None.
+    """
+
+    __slots__ = (
+        "_cancelling",
+        "_expired",
+        "_handle",
+        "_scope",
+        "_task",
+        "_timeout",
+        "_token",
+        "_when",
+    )
+
+    def __init__(self, when: float, timeout: float | None = None) -> None:
+        self._when = when
+        self._timeout = timeout
+        self._token: Any = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._scope: Any = None
+        self._task: asyncio.Task[Any] | None = None
+        self._cancelling = 0
+        self._expired = False
+
+    @property
+    def deadline(self) -> float:
+        """The absolute deadline of this scope (not the effective one)."""
+        return self._when
+
+    @property
+    def expired(self) -> bool:
+        """True once this scope's own deadline cancelled the block."""
+        if self._scope is not None:
+            return bool(self._scope.cancel_called)
+        return self._expired
+
+    def __enter__(self) -> DeadlineScope:
+        when = self._when
+        loop = _get_running_loop()
+        if loop is not None:
+            task = asyncio.current_task(loop)
+            if task is None:
+                raise RuntimeError("a deadline can only be entered inside a task")
+            if when >= DEADLINE.get():
+                return self  # the enclosing deadline comes first: nothing to arm
+            self._task = task
+            self._cancelling = task.cancelling()
+            self._handle = loop.call_at(when, self._expire)
+        else:
+            trio = _trio()
+            try:
+                trio.lowlevel.current_task()
+            except RuntimeError:
+                raise RuntimeError(
+                    "a deadline needs a running asyncio or trio event loop"
+                ) from None
+            if when >= DEADLINE.get():
+                return self
+            self._scope = scope = trio.CancelScope(deadline=when)
+            scope.__enter__()
+        self._token = DEADLINE.set(when)
+        return self
+
+    def _expire(self) -> None:
+        self._handle = None
+        self._expired = True
+        assert self._task is not None
+        self._task.cancel()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._token is None:
+            return
+        DEADLINE.reset(self._token)
+        self._token = None
+        if self._scope is not None:
+            if self._scope.__exit__(exc_type, exc, tb) and self._scope.cancelled_caught:
+                raise DeadlineExceeded(self._timeout) from exc
+            return
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        if self._expired:
+            assert self._task is not None
+            if self._task.uncancel() <= self._cancelling and exc_type is _CancelledError:
+                raise DeadlineExceeded(self._timeout) from exc
+
+
+def remaining_until(when: float) -> float:
+    """Seconds from now until `when`, never negative (`math.inf` for no deadline)."""
+    if when == math.inf:
+        return math.inf
+    return max(0.0, when - current_time())
+
+
+def check_guarded_callable(fn: object, param: str = "fn") -> None:
+    """Reject, at decoration time, a callable that the async policies cannot await.
+
+    Raises:
+        TypeError: `fn` is not callable, or is a plain (sync) function: use
+            `resilient_async.sync` for those.
+    """
+    if not callable(fn):
+        raise TypeError(f"{param} must be an async callable, got {fn!r}")
+    if inspect.isfunction(fn) and not inspect.iscoroutinefunction(fn):
+        raise TypeError(
+            f"{param} must be an async function, got the sync function {fn.__qualname__}; "
+            "use the same policy from resilient_async.sync for sync code"
+        )

@@ -1,0 +1,150 @@
+"""Deadlines and timeouts that propagate through tasks, retries, hedges and fallbacks.
+
+`deadline(seconds)` and `deadline_at(when)` bound a block; `Timeout(seconds)` does the same as
+a policy (per attempt when placed inside a `Retry`). The effective deadline is the minimum of
+the enclosing ones and lives in a context variable, so child tasks, retry loops and fallbacks
+see it through `remaining()` and `current_deadline()`; an inner deadline can never extend an
+outer one. On expiry the block is cancelled and the scope that expired, and only that one,
+raises `DeadlineExceeded` (a `TimeoutError`) with the cancellation as its `__cause__`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from types import TracebackType
+from typing import ParamSpec, TypeVar
+
+from .._core.deadlines import DEADLINE, check_seconds
+from ..context import attach_context
+from ..errors import DeadlineExceeded
+from ..instrumentation import emit
+from . import _backend
+from .policy import Policy
+
+__all__ = ["Timeout", "current_deadline", "deadline", "deadline_at", "remaining"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def deadline(seconds: float) -> _backend.DeadlineScope:
+    """Bound the enclosed block to `seconds` from now (a plain `with`).
+
+    The block is cancelled when the time is up and the scope raises `DeadlineExceeded`. If an
+    enclosing deadline comes first, that one rules: nesting can shorten, never extend.
+
+    Args:
+        seconds: The time allowed, >= 0 (0 expires at the first checkpoint).
+
+    Raises:
+        ValueError: `seconds` is negative or NaN.
+        TypeError: `seconds` is not a number.
+        RuntimeError: No event loop is running (async flavour).
+
+    Example:
+        >>> async def handler() -> None:
+        ...     with deadline(2.0):
+        ...         await fetch()  # cancelled after 2 s; DeadlineExceeded raised here
+    """
+    seconds = check_seconds(seconds, "seconds")
+    return _backend.DeadlineScope(_backend.current_time() + seconds, seconds)
+
+
+def deadline_at(when: float) -> _backend.DeadlineScope:
+    """Bound the enclosed block to the absolute time `when` on the loop's clock.
+
+    Like `deadline`, with `when` read on the same clock as `current_deadline()` (the event
+    loop's clock, `anyio.current_time()`; `time.monotonic()` in sync code). A `when` already
+    past expires at the first checkpoint.
+
+    Raises:
+        ValueError: `when` is NaN.
+        TypeError: `when` is not a number.
+    """
+    if isinstance(when, bool) or not isinstance(when, int | float):
+        raise TypeError(f"when must be a number (a time on the loop's clock), got {when!r}")
+    if math.isnan(when):
+        raise ValueError("when must be a time on the loop's clock, got nan")
+    return _backend.DeadlineScope(float(when), None)
+
+
+def remaining() -> float:
+    """Return the seconds left under the effective deadline (`math.inf` when there is none)."""
+    return _backend.remaining_until(DEADLINE.get())
+
+
+def current_deadline() -> float:
+    """Return the effective deadline on the loop's clock (`math.inf` when there is none)."""
+    return DEADLINE.get()
+
+
+_entered: ContextVar[tuple[_backend.DeadlineScope, ...]] = ContextVar(
+    "resilient_async.timeout_scopes", default=()
+)
+
+
+class Timeout(Policy):
+    """Bound each call (or block) to `seconds`, raising `DeadlineExceeded` when it runs over.
+
+    The policy form of `deadline`: `await timeout.call(fn)`, `@timeout`, or
+    `async with timeout:`. Inside a `Retry` it bounds each attempt; outside, the whole loop.
+    One instance can be shared by any number of concurrent calls.
+
+    Args:
+        seconds: The time each call may take, >= 0.
+        name: A name for events and error context.
+
+    Raises:
+        ValueError: `seconds` is negative or NaN.
+        TypeError: `seconds` is not a number.
+    """
+
+    __slots__ = ("name", "seconds")
+
+    def __init__(self, seconds: float, *, name: str | None = None) -> None:
+        self.seconds = check_seconds(seconds, "seconds")
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Timeout({self.seconds!r}, name={self.name!r})"
+
+    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `fn(*args, **kwargs)` bounded by `seconds`.
+
+        Raises:
+            DeadlineExceeded: The call ran over (the call was cancelled first).
+        """
+        scope = _backend.DeadlineScope(_backend.current_time() + self.seconds, self.seconds)
+        try:
+            with scope:
+                return await fn(*args, **kwargs)
+        except DeadlineExceeded as exc:
+            self._expired(scope, exc)
+            raise
+
+    async def __aenter__(self) -> _backend.DeadlineScope:
+        scope = _backend.DeadlineScope(_backend.current_time() + self.seconds, self.seconds)
+        scope.__enter__()
+        _entered.set((*_entered.get(), scope))
+        return scope
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        *outer, scope = _entered.get()
+        _entered.set(tuple(outer))
+        try:
+            scope.__exit__(exc_type, exc, tb)
+        except DeadlineExceeded as expired:
+            self._expired(scope, expired)
+            raise
+
+    def _expired(self, scope: _backend.DeadlineScope, exc: DeadlineExceeded) -> None:
+        if scope.expired:
+            attach_context(exc, {"policy": self.name or "Timeout", "deadline_remaining": 0.0})
+            emit("timeout.expired", self.name, timeout=self.seconds, exception=exc)

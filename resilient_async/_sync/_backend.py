@@ -1,0 +1,150 @@
+"""The sync drivers' backend: the real clock, real sleeps and thread locks.
+
+Hand-written counterpart of `_async/_backend.py` with the same names, so that code generated
+from the async drivers runs unchanged. A sync deadline cannot interrupt a blocking call: it
+bounds retries and waits, and the scope raises `DeadlineExceeded` when the block returns after
+its deadline.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import threading
+import time
+from types import TracebackType
+from typing import Any, Final
+
+from .._core.deadlines import DEADLINE
+from ..errors import DeadlineExceeded
+
+__all__ = [
+    "IS_ASYNC",
+    "DeadlineScope",
+    "Event",
+    "Lock",
+    "check_guarded_callable",
+    "checkpoint",
+    "current_time",
+    "is_cancellation",
+    "remaining_until",
+    "shielded",
+    "sleep",
+    "sleep_until",
+]
+
+IS_ASYNC: Final = False
+
+current_time = time.monotonic
+
+
+def sleep(seconds: float) -> None:
+    """Sleep `seconds` (the thread blocks)."""
+    time.sleep(seconds)
+
+
+def sleep_until(when: float) -> None:
+    """Sleep until `time.monotonic()` reads `when`."""
+    delay = when - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+
+
+def checkpoint() -> None:
+    """Nothing to yield to in sync code."""
+
+
+def is_cancellation(exc: BaseException) -> bool:
+    """Tell whether `exc` is a stop signal (KeyboardInterrupt, SystemExit, GeneratorExit)."""
+    return not isinstance(exc, Exception)
+
+
+class _NoShield:
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+def shielded() -> _NoShield:
+    """Return a no-op scope: nothing cancels sync code from outside."""
+    return _NoShield()
+
+
+Lock = threading.Lock
+Event = threading.Event
+
+
+class DeadlineScope:
+    """Bound the enclosed block by `when` (on `time.monotonic`), as a plain `with`.
+
+    Sets the effective deadline that retries and waits respect. It cannot interrupt a
+    blocking call: when the block returns normally after its deadline, and this scope's
+    deadline was the effective one, it raises `DeadlineExceeded`. An error leaving the block
+    passes through unchanged.
+
+    Args:
+        when: The absolute deadline on `time.monotonic`.
+        timeout: The relative length the user asked for (reported on the error), or None.
+    """
+
+    __slots__ = ("_timeout", "_token", "_when")
+
+    def __init__(self, when: float, timeout: float | None = None) -> None:
+        self._when = when
+        self._timeout = timeout
+        self._token: Any = None
+
+    @property
+    def deadline(self) -> float:
+        """The absolute deadline of this scope (not the effective one)."""
+        return self._when
+
+    @property
+    def expired(self) -> bool:
+        """True once this scope's deadline has passed."""
+        return time.monotonic() >= self._when
+
+    def __enter__(self) -> DeadlineScope:
+        if self._when < DEADLINE.get():
+            self._token = DEADLINE.set(self._when)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._token is None:
+            return
+        DEADLINE.reset(self._token)
+        self._token = None
+        if exc_type is None and time.monotonic() >= self._when:
+            raise DeadlineExceeded(self._timeout)
+
+
+def remaining_until(when: float) -> float:
+    """Seconds from now until `when`, never negative (`math.inf` for no deadline)."""
+    if when == math.inf:
+        return math.inf
+    return max(0.0, when - time.monotonic())
+
+
+def check_guarded_callable(fn: object, param: str = "fn") -> None:
+    """Reject, at decoration time, a callable that the sync policies cannot run.
+
+    Raises:
+        TypeError: `fn` is not callable, or is an async function: use the async policies
+            from `resilient_async` for those.
+    """
+    if not callable(fn):
+        raise TypeError(f"{param} must be a callable, got {fn!r}")
+    if inspect.iscoroutinefunction(fn):
+        raise TypeError(
+            f"{param} must be a sync callable, got the async function "
+            f"{getattr(fn, '__qualname__', fn)!r}; use the policies from resilient_async"
+        )

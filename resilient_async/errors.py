@@ -12,6 +12,7 @@ traceback can never grow across raises.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, Self
 
 __all__ = [
@@ -124,7 +125,7 @@ class CompensationError(ResilienceError, ExceptionGroup[Exception]):
     def __new__(cls, message: str, exceptions: Sequence[Exception]) -> Self:
         return super().__new__(cls, message, exceptions)
 
-    def derive(self, excs: Sequence[Exception]) -> CompensationError:
+    def derive(self, excs: Sequence[Exception], /) -> CompensationError:  # type: ignore[override]
         return CompensationError(self.message, excs)
 
 
@@ -138,8 +139,8 @@ class SupervisorGaveUp(ResilienceError, ExceptionGroup[Exception]):  # noqa: N81
     def __new__(cls, message: str, exceptions: Sequence[Exception]) -> Self:
         return super().__new__(cls, message, exceptions)
 
-    def derive(self, excs: Sequence[Exception]) -> SupervisorGaveUp:
+    def derive(self, excs: Sequence[Exception], /) -> SupervisorGaveUp:  # type: ignore[override]
         return SupervisorGaveUp(self.message, excs)
 
 
-_EMPTY: Mapping[str, object] = {}
+_EMPTY: Mapping[str, object] = MappingProxyType({})

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import pytest
 import trio
 import trio.testing
 
@@ -15,6 +16,9 @@ from resilient_async.testing import virtual_time_loop
 T = TypeVar("T")
 
 BACKENDS = ("asyncio", "trio")
+
+# For tests of asyncio-only mechanics (Task.cancelling(), a native Task.cancel()).
+asyncio_only = pytest.mark.parametrize("anyio_backend", ["asyncio"], indirect=True)
 
 
 def run_virtual(backend: str, fn: Callable[[], Awaitable[T]]) -> T:

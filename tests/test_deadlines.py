@@ -22,7 +22,7 @@ from resilient_async._async.timeout import (
 from resilient_async.context import context_of
 from resilient_async.instrumentation import hooks
 
-from .helpers import BACKENDS, Recorder, run_virtual
+from .helpers import BACKENDS, Recorder, asyncio_only, run_virtual
 
 pytestmark = pytest.mark.anyio
 
@@ -138,32 +138,47 @@ async def test_outer_cancel_is_never_turned_into_deadline_exceeded() -> None:
     assert outer.cancelled_caught
 
 
-@pytest.mark.parametrize("cancel_first", [True, False])
-async def test_outer_cancel_and_expiry_on_the_same_tick(cancel_first: bool) -> None:
-    """Whatever the order on one tick, the outer cancel wins and nothing is swallowed."""
+@pytest.mark.parametrize("outer_first", [True, False])
+async def test_outer_timeout_and_expiry_on_the_same_tick(
+    anyio_backend: object, outer_first: bool
+) -> None:
+    """Both expire on one tick, armed in either order: the outer scope wins, nothing leaks."""
     when = anyio.current_time() + 1
-
-    async def cancel_at(scope: anyio.CancelScope) -> None:
-        await anyio.sleep_until(when)
-        scope.cancel()
-
     escaped: list[BaseException] = []
-    async with anyio.create_task_group() as tg:
-        with anyio.CancelScope() as outer:
-            if cancel_first:
-                tg.start_soon(cancel_at, outer)
-                await anyio.lowlevel.checkpoint()
-            try:
-                with deadline_at(when):
-                    if not cancel_first:
-                        tg.start_soon(cancel_at, outer)
-                    await anyio.sleep(10)
-            except BaseException as exc:
-                escaped.append(exc)
-                raise
-    assert outer.cancelled_caught
+
+    async def body() -> None:
+        try:
+            with deadline_at(when):
+                await anyio.sleep(10)
+        except BaseException as exc:
+            escaped.append(exc)
+            raise
+
+    if anyio_backend[0] == "asyncio":  # type: ignore[index]
+        with pytest.raises(TimeoutError) as info:
+            if outer_first:
+                async with asyncio.timeout_at(when):
+                    await body()
+            else:
+                await _asyncio_outer_armed_second(when, body)
+        assert not isinstance(info.value, ra.DeadlineExceeded)
+    else:
+        import trio
+
+        with trio.move_on_at(when) as outer:
+            await body()
+        assert outer.cancelled_caught
     assert len(escaped) == 1
     assert not isinstance(escaped[0], ra.DeadlineExceeded)
+
+
+async def _asyncio_outer_armed_second(when: float, body: object) -> None:
+    """Arm an asyncio.timeout for `when` after the inner deadline has armed its own timer."""
+    timeout = asyncio.timeout(None)
+    async with timeout:
+        loop = asyncio.get_running_loop()
+        loop.call_soon(timeout.reschedule, when)
+        await body()  # type: ignore[operator]
 
 
 async def test_move_on_after_around_a_deadline_is_respected() -> None:
@@ -205,9 +220,8 @@ async def test_busy_loop_with_checkpoints_is_interrupted() -> None:
     assert time.monotonic() - started < 30
 
 
-async def test_asyncio_cancelling_balance_after_expiry(anyio_backend: object) -> None:
-    if anyio_backend[0] != "asyncio":  # type: ignore[index]
-        pytest.skip("Task.cancelling() exists on asyncio only")
+@asyncio_only
+async def test_asyncio_cancelling_balance_after_expiry() -> None:
     task = asyncio.current_task()
     assert task is not None
     for _ in range(3):
@@ -216,9 +230,8 @@ async def test_asyncio_cancelling_balance_after_expiry(anyio_backend: object) ->
         assert task.cancelling() == 0
 
 
-async def test_native_task_cancel_passes_through(anyio_backend: object) -> None:
-    if anyio_backend[0] != "asyncio":  # type: ignore[index]
-        pytest.skip("a native Task.cancel() exists on asyncio only")
+@asyncio_only
+async def test_native_task_cancel_passes_through() -> None:
 
     async def body() -> None:
         with deadline(5):
@@ -232,9 +245,8 @@ async def test_native_task_cancel_passes_through(anyio_backend: object) -> None:
     assert task.cancelled()
 
 
-async def test_double_cancel_passes_through(anyio_backend: object) -> None:
-    if anyio_backend[0] != "asyncio":  # type: ignore[index]
-        pytest.skip("a native Task.cancel() exists on asyncio only")
+@asyncio_only
+async def test_double_cancel_passes_through() -> None:
 
     async def body() -> None:
         with deadline(1):

@@ -38,12 +38,15 @@ __all__ = [
     "shielded",
     "sleep",
     "sleep_until",
+    "wait_event",
+    "yield_now",
 ]
 
 IS_ASYNC: Final = True
 
 _get_running_loop = _events._get_running_loop
 _CancelledError = asyncio.CancelledError
+_asyncio_sleep = asyncio.sleep
 
 
 def _trio() -> Any:
@@ -143,7 +146,7 @@ class DeadlineScope:
         self._when = when
         self._timeout = timeout
         self._token: Any = None
-        self._handle: asyncio.TimerHandle | None = None
+        self._handle: asyncio.Handle | None = None
         self._scope: Any = None
         self._task: asyncio.Task[Any] | None = None
         self._cancelling = 0
@@ -172,7 +175,12 @@ class DeadlineScope:
                 return self  # the enclosing deadline comes first: nothing to arm
             self._task = task
             self._cancelling = task.cancelling()
-            self._handle = loop.call_at(when, self._expire)
+            # A deadline already past must fire before the task's next step, as
+            # asyncio.timeout does: call_at would queue it behind that step.
+            if when <= loop.time():
+                self._handle = loop.call_soon(self._expire)
+            else:
+                self._handle = loop.call_at(when, self._expire)
         else:
             trio = _trio()
             try:
@@ -238,3 +246,35 @@ def check_guarded_callable(fn: object, param: str = "fn") -> None:
             f"{param} must be an async function, got the sync function {fn.__qualname__}; "
             "use the same policy from resilient_async.sync for sync code"
         )
+
+
+async def wait_event(event: Event, seconds: float) -> bool:
+    """Wait until `event` is set or `seconds` pass; return whether it is set.
+
+    `seconds` may be `math.inf` (no limit of its own). The effective deadline ends the wait
+    too, and its scope raises `DeadlineExceeded`: in async code that scope cancels the wait;
+    in sync code the wait stops at the deadline and `DeadlineExceeded` is raised here.
+    Cancellation propagates; the event may have been set just before it arrived.
+    """
+    if seconds == math.inf:
+        await event.wait()
+        return True
+    try:
+        with DeadlineScope(current_time() + seconds, seconds):
+            await event.wait()
+    except DeadlineExceeded:
+        pass  # this wait's own limit: an earlier deadline arms nothing here, and cancels
+    return event.is_set()
+
+
+async def yield_now() -> None:
+    """Yield to other tasks once, delivering a pending cancellation: a cheap `checkpoint()`.
+
+    For loops that checkpoint on every turn (a retry with zero wait): on asyncio it is
+    `asyncio.sleep(0)` and on trio `trio.lowlevel.checkpoint()`, called directly rather than
+    through anyio's per-call backend lookup. In sync code there is nothing to yield to.
+    """
+    if _get_running_loop() is not None:
+        await _asyncio_sleep(0)
+    else:
+        await _trio().lowlevel.checkpoint()

@@ -4,8 +4,11 @@
 a policy (per attempt when placed inside a `Retry`). The effective deadline is the minimum of
 the enclosing ones and lives in a context variable, so child tasks, retry loops and fallbacks
 see it through `remaining()` and `current_deadline()`; an inner deadline can never extend an
-outer one. On expiry the block is cancelled and the scope that expired, and only that one,
-raises `DeadlineExceeded` (a `TimeoutError`) with the cancellation as its `__cause__`.
+outer one. Only the scope that expired raises `DeadlineExceeded` (a `TimeoutError`).
+
+In async code the expiry cancels the block, and the cancellation is the error's `__cause__`.
+Sync code cannot be interrupted: there the deadline bounds retries and waits, and the scope
+raises when its block returns after the deadline.
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ T = TypeVar("T")
 def deadline(seconds: float) -> _backend.DeadlineScope:
     """Bound the enclosed block to `seconds` from now (a plain `with`).
 
-    The block is cancelled when the time is up and the scope raises `DeadlineExceeded`. If an
-    enclosing deadline comes first, that one rules: nesting can shorten, never extend.
+    When the time is up the scope raises `DeadlineExceeded` (async code: the block is
+    cancelled first; sync code: when the block returns). If an enclosing deadline comes
+    first, that one rules: nesting can shorten, never extend.
 
     Args:
         seconds: The time allowed, >= 0 (0 expires at the first checkpoint).
@@ -114,7 +118,7 @@ class Timeout(Policy):
         """Run `fn(*args, **kwargs)` bounded by `seconds`.
 
         Raises:
-            DeadlineExceeded: The call ran over (the call was cancelled first).
+            DeadlineExceeded: The call ran over (in async code it was cancelled first).
         """
         scope = _backend.DeadlineScope(_backend.current_time() + self.seconds, self.seconds)
         try:

@@ -31,6 +31,8 @@ __all__ = [
     "shielded",
     "sleep",
     "sleep_until",
+    "wait_event",
+    "yield_now",
 ]
 
 IS_ASYNC: Final = False
@@ -148,3 +150,28 @@ def check_guarded_callable(fn: object, param: str = "fn") -> None:
             f"{param} must be a sync callable, got the async function "
             f"{getattr(fn, '__qualname__', fn)!r}; use the policies from resilient_async"
         )
+
+
+def wait_event(event: Event, seconds: float) -> bool:
+    """Wait until `event` is set or `seconds` pass; return whether it is set.
+
+    `seconds` may be `math.inf` (no limit of its own). The effective deadline ends the wait
+    too, and its scope raises `DeadlineExceeded`: in async code that scope cancels the wait;
+    in sync code the wait stops at the deadline and `DeadlineExceeded` is raised here.
+    Cancellation propagates; the event may have been set just before it arrived.
+    """
+    limit = min(seconds, remaining_until(DEADLINE.get()))
+    if event.wait(None if limit > threading.TIMEOUT_MAX else limit):
+        return True
+    if limit < seconds:
+        raise DeadlineExceeded(None)
+    return False
+
+
+def yield_now() -> None:
+    """Yield to other tasks once, delivering a pending cancellation: a cheap `checkpoint()`.
+
+    For loops that checkpoint on every turn (a retry with zero wait): on asyncio it is
+    `asyncio.sleep(0)` and on trio `trio.lowlevel.checkpoint()`, called directly rather than
+    through anyio's per-call backend lookup. In sync code there is nothing to yield to.
+    """

@@ -6,21 +6,30 @@
   jumps ahead whenever every task is blocked; on trio use `trio.testing.MockClock` with
   `autojump_threshold=0`. Every primitive reads time only through the running loop's clock, so
   timeouts, backoff waits, breaker open periods and token refills all run in virtual time.
-- The pytest plugin (fixtures `ra_no_wait` and `ra_virtual_time`) lives in
+- `faults()` wraps an async callable so that it fails, slows down or hangs at given rates,
+  reproducibly for a seed, or follows a script of outcomes.
+- The pytest plugin (fixtures `ra_no_wait`, `ra_faults`) lives in
   `resilient_async._pytest_plugin` and is registered through the `pytest11` entry point.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
+import functools
+import math
+import random
 import selectors
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar, ParamSpec, TypeVar
+
+import anyio
 
 __all__ = [
     "VirtualClock",
+    "faults",
     "set_testing",
     "testing_settings",
     "virtual_time_loop",
@@ -30,6 +39,8 @@ __all__ = [
 @dataclass(frozen=True, slots=True)
 class TestingSettings:
     """What `set_testing` switched on: read by the drivers, never written by them."""
+
+    __test__: ClassVar[bool] = False  # not a pytest test class, despite its name
 
     active: bool = False
     attempts: int | None = None
@@ -43,7 +54,7 @@ def testing_settings() -> TestingSettings:
     return _settings
 
 
-class set_testing:  # noqa: N801 (a function in use, a context manager by implementation)
+class set_testing:  # a function in use, a context manager by implementation
     """Switch testing mode on or off: retries stop waiting between attempts.
 
     Call it plainly to switch for the whole process, or use it as a context manager to switch
@@ -171,3 +182,119 @@ def virtual_time_loop(clock: VirtualClock | None = None) -> asyncio.AbstractEven
         ...     runner.run(asyncio.sleep(3600))  # returns at once
     """
     return _VirtualTimeEventLoop(clock if clock is not None else VirtualClock())
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+Outcome = BaseException | type[BaseException] | float | None
+
+
+def faults(
+    fn: Callable[P, Awaitable[T]],
+    *,
+    error_rate: float = 0.0,
+    errors: Sequence[BaseException | type[BaseException]] = (ConnectionError,),
+    latency: float | tuple[float, float] | None = None,
+    latency_rate: float = 0.0,
+    hang_rate: float = 0.0,
+    seed: int | None = None,
+    script: Sequence[Outcome] | None = None,
+) -> Callable[P, Awaitable[T]]:
+    """Wrap the async callable `fn` so that it misbehaves on purpose.
+
+    Random mode: on each call, with probability `hang_rate` the call hangs until cancelled;
+    otherwise, with probability `latency_rate` it first sleeps `latency` seconds (a float, or
+    a `(low, high)` range drawn uniformly); then, with probability `error_rate`, it raises one
+    of `errors` (classes are instantiated, instances copied, so no instance is raised twice);
+    otherwise it calls `fn`. The same `seed` gives the same sequence of outcomes.
+
+    Script mode (`script=[...]`): call number i follows `script[i]`: an exception class or
+    instance is raised, a float is slept before calling `fn`, `None` calls `fn` at once.
+    Calls past the end of the script call `fn`.
+
+    Sleeps use the running loop's clock, so faults run in virtual time too.
+
+    Raises:
+        ValueError: A rate is outside [0, 1], `latency` is negative, `errors` is empty, or
+            `script` is combined with random-mode settings.
+        TypeError: `errors` or `script` holds something else than the kinds above.
+
+    Example:
+        >>> flaky = faults(fetch, error_rate=0.2, latency=0.5, latency_rate=0.1, seed=7)
+        >>> scripted = faults(fetch, script=[ConnectionError, 2.0, None])
+    """
+    for name, rate in (
+        ("error_rate", error_rate),
+        ("latency_rate", latency_rate),
+        ("hang_rate", hang_rate),
+    ):
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"{name} must be within [0, 1], got {rate!r}")
+    low, high = _latency_range(latency)
+    if latency_rate > 0 and latency is None:
+        raise ValueError("latency must be given when latency_rate > 0")
+    if script is not None:
+        if error_rate or latency_rate or hang_rate:
+            raise ValueError("script cannot be combined with error_rate, latency_rate, hang_rate")
+        steps = [_check_outcome(step) for step in script]
+        return _scripted(fn, steps)
+    if not errors:
+        raise ValueError("errors must hold at least one exception class or instance")
+    choices = [_check_outcome(e) for e in errors]
+    rng = random.Random(seed)
+
+    @functools.wraps(fn)
+    async def faulty(*args: P.args, **kwargs: P.kwargs) -> T:
+        if hang_rate and rng.random() < hang_rate:
+            await anyio.sleep(math.inf)
+        if latency_rate and rng.random() < latency_rate:
+            await anyio.sleep(low if low == high else rng.uniform(low, high))
+        if error_rate and rng.random() < error_rate:
+            raise _fresh(rng.choice(choices))  # type: ignore[arg-type]
+        return await fn(*args, **kwargs)
+
+    return faulty
+
+
+def _latency_range(latency: float | tuple[float, float] | None) -> tuple[float, float]:
+    if latency is None:
+        return 0.0, 0.0
+    low, high = (latency, latency) if isinstance(latency, int | float) else latency
+    if not 0.0 <= low <= high:
+        raise ValueError(f"latency must be >= 0 (or a range low <= high), got {latency!r}")
+    return float(low), float(high)
+
+
+def _check_outcome(step: object) -> Outcome:
+    if step is None or isinstance(step, BaseException):
+        return step
+    if isinstance(step, type) and issubclass(step, BaseException):
+        return step
+    if isinstance(step, int | float) and not isinstance(step, bool) and step >= 0:
+        return float(step)
+    raise TypeError(
+        "each outcome must be an exception class or instance, a delay in seconds (>= 0), "
+        f"or None; got {step!r}"
+    )
+
+
+def _fresh(error: BaseException | type[BaseException]) -> BaseException:
+    return error() if isinstance(error, type) else copy.copy(error)
+
+
+def _scripted(fn: Callable[P, Awaitable[T]], steps: list[Outcome]) -> Callable[P, Awaitable[T]]:
+    calls = 0
+
+    @functools.wraps(fn)
+    async def scripted(*args: P.args, **kwargs: P.kwargs) -> T:
+        nonlocal calls
+        step = steps[calls] if calls < len(steps) else None
+        calls += 1
+        if isinstance(step, float):
+            await anyio.sleep(step)
+        elif step is not None:
+            raise _fresh(step)
+        return await fn(*args, **kwargs)
+
+    return scripted

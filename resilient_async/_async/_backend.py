@@ -49,11 +49,17 @@ _CancelledError = asyncio.CancelledError
 _asyncio_sleep = asyncio.sleep
 
 
+_trio_module: Any = None
+
+
 def _trio() -> Any:
-    trio = sys.modules.get("trio")
-    if trio is None:
-        raise RuntimeError("this needs a running asyncio or trio event loop")
-    return trio
+    """Return the trio module, which is imported by now if trio is what runs."""
+    global _trio_module
+    if _trio_module is None:
+        _trio_module = sys.modules.get("trio")
+        if _trio_module is None:
+            raise RuntimeError("this needs a running asyncio or trio event loop")
+    return _trio_module
 
 
 def current_time() -> float:
@@ -146,11 +152,12 @@ class DeadlineScope:
         self._when = when
         self._timeout = timeout
         self._token: Any = None
-        self._handle: asyncio.Handle | None = None
         self._scope: Any = None
-        self._task: asyncio.Task[Any] | None = None
-        self._cancelling = 0
         self._expired = False
+        # Set only when an asyncio scope arms its timer (kept off the unarmed path):
+        self._handle: asyncio.Handle | None
+        self._task: asyncio.Task[Any]
+        self._cancelling: int
 
     @property
     def deadline(self) -> float:
@@ -182,16 +189,10 @@ class DeadlineScope:
             else:
                 self._handle = loop.call_at(when, self._expire)
         else:
-            trio = _trio()
-            try:
-                trio.lowlevel.current_task()
-            except RuntimeError:
-                raise RuntimeError(
-                    "a deadline needs a running asyncio or trio event loop"
-                ) from None
             if when >= DEADLINE.get():
                 return self
-            self._scope = scope = trio.CancelScope(deadline=when)
+            # CancelScope.__enter__ itself raises RuntimeError outside a trio task.
+            self._scope = scope = _trio().CancelScope(deadline=when)
             scope.__enter__()
         self._token = DEADLINE.set(when)
         return self
@@ -199,7 +200,6 @@ class DeadlineScope:
     def _expire(self) -> None:
         self._handle = None
         self._expired = True
-        assert self._task is not None
         self._task.cancel()
 
     def __exit__(
@@ -220,7 +220,6 @@ class DeadlineScope:
             self._handle.cancel()
             self._handle = None
         if self._expired:
-            assert self._task is not None
             if self._task.uncancel() <= self._cancelling and exc_type is _CancelledError:
                 raise DeadlineExceeded(self._timeout) from exc
 
@@ -232,7 +231,7 @@ def remaining_until(when: float) -> float:
     return max(0.0, when - current_time())
 
 
-def check_guarded_callable(fn: object, param: str = "fn") -> None:
+def check_guarded_callable(fn: Any, param: str = "fn") -> None:
     """Reject, at decoration time, a callable that the async policies cannot await.
 
     Raises:

@@ -71,6 +71,7 @@ def deadline_at(when: float) -> _backend.DeadlineScope:
         raise TypeError(f"when must be a number (a time on the loop's clock), got {when!r}")
     if math.isnan(when):
         raise ValueError("when must be a time on the loop's clock, got nan")
+    _backend.current_time()  # raises RuntimeError at once when no event loop runs
     return _backend.DeadlineScope(float(when), None)
 
 

@@ -136,7 +136,7 @@ def remaining_until(when: float) -> float:
     return max(0.0, when - time.monotonic())
 
 
-def check_guarded_callable(fn: object, param: str = "fn") -> None:
+def check_guarded_callable(fn: Any, param: str = "fn") -> None:
     """Reject, at decoration time, a callable that the sync policies cannot run.
 
     Raises:

@@ -37,16 +37,16 @@ class MemoryStore:
         with self._lock:
             found = self._states.get(key)
             if found is None:
-                state = factory()
-                self._states[key] = (config, state)
-                return state
-            existing_config, state = found
+                created = factory()
+                self._states[key] = (config, created)
+                return created
+        existing_config, existing = found
         if existing_config != config:
             raise ValueError(
                 f"a {kind} named {name!r} already exists in this store with another "
                 f"configuration ({existing_config!r}); use another name or the same settings"
             )
-        return cast(T, state)
+        return cast(T, existing)
 
     def __len__(self) -> int:
         return len(self._states)

@@ -1,0 +1,159 @@
+"""Hedged calls: start another attempt when the first is slow, keep the first success.
+
+Async only (a hedge needs concurrent tasks). Each attempt runs in a task of its own, with its
+own copy of the caller's context; when one succeeds, the others are cancelled and awaited
+before the call returns, so no attempt outlives the call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, ParamSpec, TypeVar
+
+import anyio
+
+from ._async import _backend
+from ._async.policy import Policy
+from ._async.retry import RetryBudget
+from ._core.deadlines import DEADLINE, check_seconds
+from .classify import DEFAULT, DefaultType, ErrorClass, OnSpec, compile_on
+from .context import attach_context
+from .instrumentation import emit
+
+__all__ = ["Hedge"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_DEFAULT_ON = frozenset({ErrorClass.TRANSIENT, ErrorClass.THROTTLED, ErrorClass.TIMEOUT})
+
+
+class Hedge(Policy):
+    """Start another attempt after `delay` while earlier ones still run; first success wins.
+
+    An attempt that fails with an error matched by `on` starts the next attempt at once
+    (instead of after the delay). An error not matched by `on` is final: the other attempts
+    are cancelled and that error propagates. If every attempt fails, the error of the last one
+    to fail propagates. Losers are cancelled and awaited before the call returns; a caller's
+    cancellation cancels every attempt. No hedge starts after the effective deadline, nor when
+    the `budget` refuses one (each call deposits once, each extra attempt withdraws).
+
+    Args:
+        delay: Seconds to wait for an attempt before starting the next, >= 0 (0 starts all
+            attempts at once).
+        max_attempts: Attempts at most, the first included (>= 1).
+        on: Failures that start the next attempt early (default: TRANSIENT, THROTTLED,
+            TIMEOUT).
+        budget: A `RetryBudget` that extra attempts draw on.
+        name: A name for events and error context.
+
+    Raises:
+        ValueError: `delay` < 0 or NaN, `max_attempts` < 1.
+        TypeError: A parameter has the wrong type.
+
+    Example:
+        >>> hedge = Hedge(0.05, max_attempts=3)
+        >>> price = await hedge.call(quote_service.get, "EURUSD")
+    """
+
+    __slots__ = ("_budget", "_matches", "delay", "max_attempts", "name")
+
+    def __init__(
+        self,
+        delay: float,
+        *,
+        max_attempts: int = 2,
+        on: OnSpec | DefaultType = DEFAULT,
+        budget: RetryBudget | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.delay = check_seconds(delay, "delay")
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int):
+            raise TypeError(f"max_attempts must be an int, got {max_attempts!r}")
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+        if budget is not None and not isinstance(budget, RetryBudget):
+            raise TypeError(f"budget must be a RetryBudget or None, got {budget!r}")
+        self.max_attempts = max_attempts
+        self._matches = compile_on(on, default=_DEFAULT_ON)
+        self._budget = budget
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Hedge({self.delay!r}, max_attempts={self.max_attempts}, name={self.name!r})"
+
+    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `fn(*args, **kwargs)` hedged, and return the first successful result.
+
+        Raises:
+            Exception: The final error: one not matched by `on`, or the last to fail when
+                every attempt failed.
+        """
+        if self._budget is not None:
+            self._budget._deposit()
+        run: _HedgedCall[T] = _HedgedCall(self, lambda: fn(*args, **kwargs))
+        return await run.run()
+
+
+class _HedgedCall(Generic[T]):
+    """The state of one hedged call: shared by its attempts, never by two calls."""
+
+    def __init__(self, hedge: Hedge, start: Callable[[], Awaitable[T]]) -> None:
+        self._hedge = hedge
+        self._start = start
+        self._result: Any = None
+        self._succeeded = False
+        self._final_error: Exception | None = None
+        self._last_error: Exception | None = None
+        self._last_failed = 0
+        self._early_starts = 0  # matched failures not yet answered by a new attempt
+        self._wake = anyio.Event()
+
+    async def run(self) -> T:
+        hedge = self._hedge
+        async with anyio.create_task_group() as tg:
+            self._cancel = tg.cancel_scope.cancel
+            for number in range(1, hedge.max_attempts + 1):
+                if number > 1:
+                    if not self._may_start_another():
+                        break
+                    emit("hedge.started", hedge.name, attempt=number)
+                tg.start_soon(self._attempt, number)
+                if number == hedge.max_attempts:
+                    break
+                if not self._early_starts:
+                    with anyio.move_on_after(hedge.delay):
+                        await self._wake.wait()
+                    self._wake = anyio.Event()
+                if self._early_starts:
+                    self._early_starts -= 1
+        if self._succeeded:
+            return self._result  # type: ignore[no-any-return]
+        error = self._final_error or self._last_error
+        assert error is not None  # every attempt ended, none succeeded
+        attach_context(error, {"policy": hedge.name or "Hedge", "attempt": self._last_failed})
+        raise error
+
+    def _may_start_another(self) -> bool:
+        if _backend.remaining_until(DEADLINE.get()) <= 0:
+            return False
+        budget = self._hedge._budget
+        return budget is None or budget._try_withdraw(_backend.current_time())
+
+    async def _attempt(self, number: int) -> None:
+        try:
+            result = await self._start()
+        except Exception as exc:
+            self._last_error = exc
+            self._last_failed = number
+            if self._hedge._matches(exc):
+                self._early_starts += 1
+                self._wake.set()
+            else:
+                self._final_error = exc
+                self._cancel()
+            return
+        if not self._succeeded:
+            self._result = result
+            self._succeeded = True
+        self._cancel()

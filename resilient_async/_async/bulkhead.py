@@ -1,0 +1,339 @@
+"""Bulkhead: at most `max_concurrent` calls at once, a bounded FIFO queue behind them.
+
+The state is a `BulkheadLedger` (counters and a deque of waiter events) changed under the
+backend lock, never across a wait. On the uncontended path a call takes a slot and frees it
+with plain arithmetic: it waits for nothing but the call itself. A freed slot is handed straight
+to the longest waiter, which stays counted as running from that moment; a waiter that is then
+cancelled before it resumes (CPython gh-90155, anyio #947) passes the slot on, and a waiter
+whose `max_wait` passed is taken out of the queue before it is rejected, so it never holds one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Hashable
+from types import TracebackType
+from typing import Generic, NoReturn, ParamSpec, TypeVar
+
+from .._core.bulkhead import BulkheadLedger, BulkheadMetrics, KeyedRegistry
+from .._core.deadlines import check_seconds
+from ..context import attach_context
+from ..errors import BulkheadFullError
+from ..instrumentation import emit
+from . import _backend
+from .policy import Policy
+
+__all__ = ["Bulkhead", "BulkheadMetrics", "KeyedBulkhead"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
+
+
+class Bulkhead(Policy):
+    """Run at most `max_concurrent` calls at once; queue a few more, reject the rest.
+
+    A caller that finds every slot taken waits in FIFO order if fewer than `max_queue`
+    already wait, for at most `max_wait` seconds (None: until the effective deadline, whose
+    scope then raises `DeadlineExceeded`); otherwise it gets `BulkheadFullError` at once.
+    Use it through `call`, as a decorator, or as a context manager around a block.
+    Unlike a semaphore it also rejects: its queue is bounded, so an overloaded dependency
+    sheds load instead of piling up callers. For one bulkhead per tenant or host, see
+    `Bulkhead.per_key`.
+
+    Args:
+        max_concurrent: How many calls may run at once, an int >= 1.
+        max_queue: How many callers may wait for a slot, an int >= 0 (0: never wait).
+        max_wait: The longest a caller waits in the queue, in seconds >= 0, or None for no
+            limit but the effective deadline.
+        name: A name for events, errors and error context.
+
+    Raises:
+        ValueError: An argument is out of range.
+        TypeError: An argument has the wrong type.
+
+    Example:
+        >>> db_pool = Bulkhead(10, max_queue=20, max_wait=0.5, name="db")
+        >>> run_query = db_pool(run_query)  # 10 run at once, 20 more may wait 0.5 s
+    """
+
+    __slots__ = (
+        "_context",
+        "_ledger",
+        "_lock",
+        "_wait_limit",
+        "max_concurrent",
+        "max_queue",
+        "max_wait",
+        "name",
+    )
+
+    def __init__(
+        self,
+        max_concurrent: int,
+        *,
+        max_queue: int = 0,
+        max_wait: float | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.max_concurrent = _check_count(max_concurrent, "max_concurrent", 1)
+        self.max_queue = _check_count(max_queue, "max_queue", 0)
+        self.max_wait = None if max_wait is None else check_seconds(max_wait, "max_wait")
+        self.name = name
+        self._wait_limit = math.inf if self.max_wait is None else self.max_wait
+        self._ledger: BulkheadLedger[_backend.Event] = BulkheadLedger(
+            self.max_concurrent, self.max_queue
+        )
+        self._lock = _backend.Lock()
+        # Merged into the error context of errors raised here or passing through.
+        self._context = {"policy": name or "Bulkhead"}
+
+    def __repr__(self) -> str:
+        return (
+            f"Bulkhead({self.max_concurrent!r}, max_queue={self.max_queue!r}, "
+            f"max_wait={self.max_wait!r}, name={self.name!r})"
+        )
+
+    @property
+    def in_use(self) -> int:
+        """How many slots are taken now (calls running, or handed to a waking waiter)."""
+        return self._ledger.running
+
+    @property
+    def queued(self) -> int:
+        """How many callers wait for a slot now."""
+        return len(self._ledger.waiters)
+
+    def metrics(self) -> BulkheadMetrics:
+        """Return a frozen snapshot: running, queued, rejected, completed, failed, cancelled.
+
+        `submitted` counts every caller and always equals the sum of the other six.
+        """
+        with self._lock:
+            return self._ledger.metrics()
+
+    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `fn(*args, **kwargs)` in a slot, waiting in the queue for one if allowed.
+
+        Raises:
+            BulkheadFullError: No slot and no queue room, or `max_wait` passed while queued
+                (a fresh instance each time).
+        """
+        ledger = self._ledger
+        # Async state changes never span an await, so the async twin needs no lock here (a
+        # no-op lock would cost a third of the guard); the sync twin takes the thread lock.
+        # unasync: sync-only: with self._lock:
+        # unasync: sync-only:     admitted = ledger.try_admit()
+        admitted = ledger.try_admit()  # unasync: remove
+        if not admitted:
+            await self._wait_for_slot()
+        try:
+            result = await fn(*args, **kwargs)
+        except Exception as exc:
+            self._free(ledger.fail)
+            attach_context(exc, self._context)
+            raise
+        except BaseException:
+            self._free(ledger.cancel)
+            raise
+        # unasync: sync-only: with self._lock:
+        # unasync: sync-only:     waiter = ledger.complete()
+        waiter = ledger.complete()  # unasync: remove
+        if waiter is not None:
+            waiter.set()
+        return result
+
+    async def __aenter__(self) -> Bulkhead:
+        ledger = self._ledger
+        # unasync: sync-only: with self._lock:
+        # unasync: sync-only:     admitted = ledger.try_admit()
+        admitted = ledger.try_admit()  # unasync: remove
+        if not admitted:
+            await self._wait_for_slot()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        ledger = self._ledger
+        if isinstance(exc, Exception):
+            self._free(ledger.fail)
+            attach_context(exc, self._context)
+            return
+        if exc is not None:
+            self._free(ledger.cancel)
+            return
+        # unasync: sync-only: with self._lock:
+        # unasync: sync-only:     waiter = ledger.complete()
+        waiter = ledger.complete()  # unasync: remove
+        if waiter is not None:
+            waiter.set()
+
+    @staticmethod
+    def per_key(
+        max_concurrent: int,
+        *,
+        max_queue: int = 0,
+        max_wait: float | None = None,
+        name: str | None = None,
+        max_keys: int = 10_000,
+        idle_ttl: float = 60.0,
+    ) -> KeyedBulkhead[Hashable]:
+        """Build a `KeyedBulkhead`: one bulkhead per key (tenant, host...), bounded in memory.
+
+        The arguments before `max_keys` apply to each key's bulkhead; see `KeyedBulkhead`
+        for `max_keys` and `idle_ttl`.
+
+        Raises:
+            ValueError: An argument is out of range.
+            TypeError: An argument has the wrong type.
+
+        Example:
+            >>> per_tenant = Bulkhead.per_key(4, max_queue=8)
+            >>> per_tenant["acme"].call(serve, "acme")  # 4 at once per tenant
+        """
+        return KeyedBulkhead(
+            max_concurrent,
+            max_queue=max_queue,
+            max_wait=max_wait,
+            name=name,
+            max_keys=max_keys,
+            idle_ttl=idle_ttl,
+        )
+
+    # --- the contended path ---------------------------------------------------------------
+
+    async def _wait_for_slot(self) -> None:
+        """Queue for a slot, or raise; return once a slot was handed to this caller."""
+        ledger = self._ledger
+        with self._lock:
+            # Sync code: another thread may have freed a slot since the first look.
+            if ledger.try_admit():
+                return
+            waiter = _backend.Event()
+            queued = ledger.enqueue(waiter)
+        if not queued:
+            self._reject("no free slot and the queue is full")
+        try:
+            granted = await _backend.wait_event(waiter, self._wait_limit)
+        except BaseException:
+            # Cancelled (or stopped by a deadline): if the slot reached us first, pass it on.
+            with self._lock:
+                successor = ledger.cancel_wait(waiter)
+            if successor is not None:
+                successor.set()
+            raise
+        if granted:
+            return
+        with self._lock:
+            timed_out = ledger.time_out(waiter)
+        if timed_out:
+            self._reject(f"no slot within max_wait={self.max_wait}s")
+
+    def _free(self, outcome: Callable[[], _backend.Event | None]) -> None:
+        """Count a finished call with `outcome` and wake the waiter its slot went to."""
+        with self._lock:
+            waiter = outcome()
+        if waiter is not None:
+            waiter.set()
+
+    def _reject(self, reason: str) -> NoReturn:
+        ledger = self._ledger
+        error = BulkheadFullError(self.name, reason)
+        attach_context(error, self._context)
+        emit(
+            "bulkhead.rejected",
+            self.name,
+            reason=reason,
+            in_use=ledger.running,
+            queued=len(ledger.waiters),
+            max_concurrent=self.max_concurrent,
+            max_queue=self.max_queue,
+            exception=error,
+        )
+        raise error
+
+
+class KeyedBulkhead(Generic[K]):
+    """One `Bulkhead` per key, built on first use; idle ones are forgotten.
+
+    `keyed[key]` returns the key's bulkhead, to use like any other (as a context manager,
+    through `.call`, or inside a pipeline). Look it up for each call rather than keeping it:
+    a bulkhead that is idle (nothing running or queued) and not looked up for `idle_ttl`
+    seconds is dropped, and when more than `max_keys` are held, idle ones are dropped least
+    recently used first.
+    A busy bulkhead is never dropped, so its limit always holds; a dropped one loses only its
+    counters. Memory stays bounded by `max_keys` plus the keys with calls in progress.
+
+    Args:
+        max_concurrent: Each key's limit, an int >= 1.
+        max_queue: Each key's queue size, an int >= 0.
+        max_wait: Each key's longest wait in seconds >= 0, or None (the effective deadline).
+        name: A name for events and errors (each key's bulkhead is named `name[key]`).
+        max_keys: How many keys to keep before dropping idle ones, an int >= 1.
+        idle_ttl: Seconds after its last lookup at which an idle key is dropped, >= 0.
+
+    Raises:
+        ValueError: An argument is out of range.
+        TypeError: An argument has the wrong type.
+    """
+
+    __slots__ = ("_lock", "_registry", "max_keys", "name")
+
+    def __init__(
+        self,
+        max_concurrent: int,
+        *,
+        max_queue: int = 0,
+        max_wait: float | None = None,
+        name: str | None = None,
+        max_keys: int = 10_000,
+        idle_ttl: float = 60.0,
+    ) -> None:
+        # Build one bulkhead now so that bad settings fail here, not at the first key.
+        Bulkhead(max_concurrent, max_queue=max_queue, max_wait=max_wait, name=name)
+        self.name = name
+        self.max_keys = _check_count(max_keys, "max_keys", 1)
+
+        def build(key: K) -> Bulkhead:
+            label = None if name is None else f"{name}[{key!r}]"
+            return Bulkhead(max_concurrent, max_queue=max_queue, max_wait=max_wait, name=label)
+
+        self._registry: KeyedRegistry[K, Bulkhead] = KeyedRegistry(
+            build,
+            _bulkhead_is_idle,
+            max_keys=self.max_keys,
+            idle_ttl=check_seconds(idle_ttl, "idle_ttl"),
+        )
+        self._lock = _backend.Lock()
+
+    def __repr__(self) -> str:
+        return f"KeyedBulkhead(name={self.name!r}, keys={len(self._registry)})"
+
+    def __getitem__(self, key: K) -> Bulkhead:
+        """Return the bulkhead of `key`, building it on first use."""
+        now = _backend.current_time()
+        with self._lock:
+            return self._registry.get(key, now)
+
+    def __len__(self) -> int:
+        """How many keys have a bulkhead now."""
+        return len(self._registry)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._registry
+
+
+def _bulkhead_is_idle(bulkhead: Bulkhead, now: float) -> bool:
+    return bulkhead._ledger.is_idle()
+
+
+def _check_count(value: int, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value

@@ -1,0 +1,399 @@
+"""RateLimiter: a token bucket with FIFO waiters and at-once rejection.
+
+The bucket itself is the pure `TokenBucket` in `_core`: this driver reads the backend's
+monotonic clock, calls the bucket under the lock, and waits when the bucket says so. A caller
+that cannot be served within `max_wait` (or before the effective deadline) is rejected at
+once, with the time it would have had to wait as `retry_after`, rather than after waiting in
+vain. A waiter that is cancelled gives its reservation back, and the waiters behind it move up.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Generic, NoReturn, ParamSpec, TypeVar
+
+from .._core.bucket import Reservation, TokenBucket
+from .._core.bulkhead import KeyedRegistry
+from .._core.deadlines import DEADLINE, check_seconds
+from ..context import attach_context
+from ..errors import RateLimitedError
+from ..instrumentation import emit
+from ..stores.memory import MemoryStore
+from . import _backend
+from .policy import Policy
+
+__all__ = ["KeyedRateLimiter", "RateLimiter"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
+
+
+class RateLimiter(Policy):
+    """Let calls through at `rate` per `per` seconds, in bursts of up to `burst`.
+
+    A token bucket: it holds up to `burst` tokens (idle time never saves more) and refills
+    `rate` tokens every `per` seconds on the event loop's monotonic clock, so a change of the
+    wall clock changes nothing. Each call takes one token (`acquire` may take more). A caller
+    that finds too few tokens waits its turn, in FIFO order, if its wait fits in `max_wait`
+    and ends before the effective deadline; otherwise it gets `RateLimitedError` at once,
+    whose `retry_after` says how long it would have had to wait. A waiter that is cancelled
+    gives its tokens back to the callers behind it.
+
+    Use `acquire`, `try_acquire` (never waits), `call`, the limiter as a decorator, or as a
+    context manager (one token on entry). For one limiter per tenant or host, see
+    `RateLimiter.per_key`.
+
+    Args:
+        rate: Tokens added every `per` seconds, a finite number > 0.
+        per: The period of `rate` in seconds, a finite number > 0.
+        burst: The bucket's size, a number >= 1; defaults to `rate` (at least 1).
+        max_wait: The longest a caller may wait for its tokens, in seconds >= 0 (0: never
+            wait; `math.inf` or None: up to the effective deadline).
+        name: A name for events, errors and error context; with `store`, the shared name.
+        store: A `MemoryStore` through which limiters of the same name (and settings) share
+            one bucket; None gives this limiter its own.
+
+    Raises:
+        ValueError: An argument is out of range, or `store` holds a limiter of that name
+            with other settings.
+        TypeError: An argument has the wrong type, or `store` is given without a `name`.
+
+    Example:
+        >>> api = RateLimiter(100, per=60, burst=10, max_wait=5.0, name="partner-api")
+        >>> fetch = api(fetch)  # 100 calls a minute, 10 at once after a pause
+    """
+
+    __slots__ = ("_context", "_state", "_wait_limit", "burst", "max_wait", "name", "per", "rate")
+
+    def __init__(
+        self,
+        rate: float,
+        per: float = 1.0,
+        *,
+        burst: float | None = None,
+        max_wait: float | None = 0.0,
+        name: str | None = None,
+        store: MemoryStore | None = None,
+    ) -> None:
+        self.rate = _check_positive(rate, "rate")
+        self.per = _check_positive(per, "per")
+        if burst is None:
+            burst = max(self.rate, 1.0)
+        elif isinstance(burst, bool) or not isinstance(burst, int | float):
+            raise TypeError(f"burst must be a number >= 1 (tokens), got {burst!r}")
+        elif not 1 <= burst < math.inf:
+            raise ValueError(f"burst must be a finite number >= 1, got {burst!r}")
+        self.burst = float(burst)
+        self.max_wait = None if max_wait is None else check_seconds(max_wait, "max_wait")
+        self._wait_limit = math.inf if self.max_wait is None else self.max_wait
+        self.name = name
+        # Merged into the error context of errors raised here or passing through.
+        self._context = {"policy": name or "RateLimiter"}
+        per_second = self.rate / self.per
+        if store is None:
+            self._state = _Shared(TokenBucket(per_second, self.burst))
+        elif isinstance(store, MemoryStore):
+            if name is None:
+                raise TypeError("a RateLimiter given a store= needs a name= to share it under")
+            config = _Config(per_second, self.burst, _backend.IS_ASYNC)
+            self._state = store.shared(
+                "limiter", name, config, lambda: _Shared(TokenBucket(per_second, self.burst))
+            )
+        else:
+            raise TypeError(f"store must be a MemoryStore or None, got {store!r}")
+
+    def __repr__(self) -> str:
+        return (
+            f"RateLimiter({self.rate!r}, per={self.per!r}, burst={self.burst!r}, "
+            f"max_wait={self.max_wait!r}, name={self.name!r})"
+        )
+
+    @property
+    def queued(self) -> int:
+        """How many callers wait for tokens now."""
+        return self._state.bucket.waiting
+
+    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Take one token (waiting for it if allowed), then run `fn(*args, **kwargs)`.
+
+        Raises:
+            RateLimitedError: No token within `max_wait` or before the effective deadline.
+        """
+        state = self._state
+        # Async state changes never span an await, so the async twin needs no lock on this
+        # path (a no-op lock would cost more than the bucket); the sync twin takes it.
+        # unasync: sync-only: with state.lock:
+        # unasync: sync-only:     took = state.bucket.try_take(1, _backend.current_time())
+        took = state.bucket.try_take(1, _backend.current_time())  # unasync: remove
+        if not took:
+            await self._wait_for_tokens(1)
+        try:
+            return await fn(*args, **kwargs)
+        except Exception as exc:
+            attach_context(exc, self._context)
+            raise
+
+    async def acquire(self, tokens: float = 1) -> None:
+        """Take `tokens` tokens, waiting in FIFO order for them if `max_wait` allows.
+
+        Returns at once (no checkpoint) when the tokens are there. A caller whose wait would
+        exceed `max_wait` or reach the effective deadline is rejected at once. Cancelled while
+        waiting, it gives its tokens back.
+
+        Raises:
+            RateLimitedError: The tokens cannot be had within `max_wait` or before the
+                deadline; `retry_after` says when they could.
+            ValueError: `tokens` is not > 0, or exceeds `burst` (it could never be served).
+            TypeError: `tokens` is not a number.
+        """
+        state = self._state
+        # unasync: sync-only: with state.lock:
+        # unasync: sync-only:     took = state.bucket.try_take(tokens, _backend.current_time())
+        took = state.bucket.try_take(tokens, _backend.current_time())  # unasync: remove
+        if not took:
+            await self._wait_for_tokens(tokens)
+
+    def try_acquire(self, tokens: float = 1) -> bool:
+        """Take `tokens` tokens if they are there now; never wait, never raise when short.
+
+        Unlike `acquire` with `max_wait=0`, a shortage gives False, not an error, and
+        nothing is emitted. It does not jump the queue: while callers wait, it gives False.
+
+        Raises:
+            ValueError: `tokens` is not > 0, or exceeds `burst`.
+            TypeError: `tokens` is not a number.
+        """
+        state = self._state
+        with state.lock:
+            if state.bucket.try_take(tokens, _backend.current_time()):
+                return True
+        self._check_tokens(tokens)
+        return False
+
+    async def __aenter__(self) -> RateLimiter:
+        state = self._state
+        # unasync: sync-only: with state.lock:
+        # unasync: sync-only:     took = state.bucket.try_take(1, _backend.current_time())
+        took = state.bucket.try_take(1, _backend.current_time())  # unasync: remove
+        if not took:
+            await self._wait_for_tokens(1)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None  # a token is spent on entry, never given back
+
+    @staticmethod
+    def per_key(
+        rate: float,
+        per: float = 1.0,
+        *,
+        burst: float | None = None,
+        max_wait: float | None = 0.0,
+        name: str | None = None,
+        max_keys: int = 10_000,
+        idle_ttl: float = 60.0,
+    ) -> KeyedRateLimiter[Hashable]:
+        """Build a `KeyedRateLimiter`: one limiter per key (tenant, host...), bounded in memory.
+
+        The arguments before `max_keys` apply to each key's limiter; see `KeyedRateLimiter`
+        for `max_keys` and `idle_ttl`.
+
+        Raises:
+            ValueError: An argument is out of range.
+            TypeError: An argument has the wrong type.
+
+        Example:
+            >>> per_host = RateLimiter.per_key(5, per=1.0, max_wait=2.0)
+            >>> per_host["example.org"].call(fetch, "example.org", "/")  # 5/s per host
+        """
+        return KeyedRateLimiter(
+            rate,
+            per,
+            burst=burst,
+            max_wait=max_wait,
+            name=name,
+            max_keys=max_keys,
+            idle_ttl=idle_ttl,
+        )
+
+    # --- the waiting path -----------------------------------------------------------------
+
+    async def _wait_for_tokens(self, tokens: float) -> None:
+        """Reserve `tokens` and wait for them, or reject at once."""
+        self._check_tokens(tokens)
+        state = self._state
+        bucket = state.bucket
+        with state.lock:
+            now = _backend.current_time()
+            wait = bucket.wait_time(tokens, now)
+            if wait == 0.0 and bucket.try_take(tokens, now):
+                return  # sync code: another thread's reservation was given back meanwhile
+            # Waiting up to the deadline itself is useless: the call would start expired.
+            if wait > self._wait_limit or now + wait >= DEADLINE.get():
+                reservation = None
+            else:
+                reservation = bucket.reserve(tokens, now)
+        if reservation is None:
+            self._reject(tokens, wait)
+        try:
+            while True:
+                with state.lock:
+                    delay = reservation.ready_at - _backend.current_time()
+                    if delay <= 0.0:
+                        bucket.admit(reservation)
+                        return
+                    # A fresh event each round: a waiter ahead that gives up sets it.
+                    event = _backend.Event()
+                    reservation.handle = event
+                await _backend.wait_event(event, delay)
+        except BaseException:
+            with state.lock:
+                moved = bucket.cancel(reservation, _backend.current_time())
+            _wake(moved)
+            raise
+
+    def _check_tokens(self, tokens: float) -> None:
+        if isinstance(tokens, bool) or not isinstance(tokens, int | float):
+            raise TypeError(f"tokens must be a number > 0, got {tokens!r}")
+        if not 0 < tokens <= self.burst:
+            raise ValueError(
+                f"tokens must be > 0 and <= burst ({self.burst:g}), got {tokens!r}: "
+                "a request larger than the bucket could never be served"
+            )
+
+    def _reject(self, tokens: float, retry_after: float) -> NoReturn:
+        error = RateLimitedError(self.name, retry_after)
+        attach_context(error, self._context)
+        emit(
+            "limiter.rejected",
+            self.name,
+            tokens=tokens,
+            retry_after=retry_after,
+            exception=error,
+        )
+        raise error
+
+
+class KeyedRateLimiter(Generic[K]):
+    """One `RateLimiter` per key, built on first use; idle ones are forgotten.
+
+    `keyed[key]` returns the key's limiter, to use like any other (as a context manager,
+    through `.acquire` or `.call`, or inside a pipeline). Look it up for each call rather
+    than keeping it. A limiter whose bucket is full again with nobody waiting behaves exactly
+    like a new one, so dropping it loses nothing: such limiters not looked up for `idle_ttl`
+    seconds are dropped, and when more than `max_keys` are held, idle ones are dropped least
+    recently used first. A limiter still refilling or with waiters is never dropped, so no
+    key ever gets a fresh burst early.
+
+    Args:
+        rate: Each key's rate, a finite number > 0 of tokens every `per` seconds.
+        per: The period of `rate`, in seconds > 0.
+        burst: Each key's bucket size, >= 1 (default `rate`, at least 1).
+        max_wait: Each key's longest wait in seconds >= 0, or None (the effective deadline).
+        name: A name for events and errors (each key's limiter is named `name[key]`).
+        max_keys: How many keys to keep before dropping idle ones, an int >= 1.
+        idle_ttl: Seconds after its last lookup at which an idle key is dropped, >= 0.
+
+    Raises:
+        ValueError: An argument is out of range.
+        TypeError: An argument has the wrong type.
+    """
+
+    __slots__ = ("_lock", "_registry", "max_keys", "name")
+
+    def __init__(
+        self,
+        rate: float,
+        per: float = 1.0,
+        *,
+        burst: float | None = None,
+        max_wait: float | None = 0.0,
+        name: str | None = None,
+        max_keys: int = 10_000,
+        idle_ttl: float = 60.0,
+    ) -> None:
+        # Build one limiter now so that bad settings fail here, not at the first key.
+        RateLimiter(rate, per, burst=burst, max_wait=max_wait, name=name)
+        if isinstance(max_keys, bool) or not isinstance(max_keys, int):
+            raise TypeError(f"max_keys must be an int >= 1, got {max_keys!r}")
+        if max_keys < 1:
+            raise ValueError(f"max_keys must be >= 1, got {max_keys}")
+        self.name = name
+        self.max_keys = max_keys
+
+        def build(key: K) -> RateLimiter:
+            label = None if name is None else f"{name}[{key!r}]"
+            return RateLimiter(rate, per, burst=burst, max_wait=max_wait, name=label)
+
+        self._registry: KeyedRegistry[K, RateLimiter] = KeyedRegistry(
+            build,
+            _limiter_is_idle,
+            max_keys=max_keys,
+            idle_ttl=check_seconds(idle_ttl, "idle_ttl"),
+        )
+        self._lock = _backend.Lock()
+
+    def __repr__(self) -> str:
+        return f"KeyedRateLimiter(name={self.name!r}, keys={len(self._registry)})"
+
+    def __getitem__(self, key: K) -> RateLimiter:
+        """Return the limiter of `key`, building it on first use."""
+        now = _backend.current_time()
+        with self._lock:
+            return self._registry.get(key, now)
+
+    def __len__(self) -> int:
+        """How many keys have a limiter now."""
+        return len(self._registry)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._registry
+
+
+class _Shared:
+    """What limiters sharing a name share: the bucket, and the lock that guards it."""
+
+    __slots__ = ("bucket", "lock")
+
+    def __init__(self, bucket: TokenBucket) -> None:
+        self.bucket = bucket
+        self.lock = _backend.Lock()
+
+
+@dataclass(frozen=True)
+class _Config:
+    """The settings two limiters must agree on to share a bucket through a store."""
+
+    rate_per_second: float
+    burst: float
+    loop_clock: bool  # the async flavour reads the loop's clock, the sync one time.monotonic
+
+
+def _limiter_is_idle(limiter: RateLimiter, now: float) -> bool:
+    state = limiter._state
+    with state.lock:
+        return state.bucket.is_idle(now)
+
+
+def _wake(reservations: list[Reservation]) -> None:
+    for reservation in reservations:
+        event: Any = reservation.handle
+        if event is not None:
+            event.set()
+
+
+def _check_positive(value: float, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number > 0, got {value!r}")
+    if not 0 < value < math.inf:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)

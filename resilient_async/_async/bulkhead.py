@@ -21,7 +21,7 @@ from ..context import attach_context
 from ..errors import BulkheadFullError
 from ..instrumentation import emit
 from . import _backend
-from .policy import Policy
+from .policy import MUST_WAIT, Policy
 
 __all__ = ["Bulkhead", "BulkheadMetrics", "KeyedBulkhead"]
 
@@ -171,6 +171,31 @@ class Bulkhead(Policy):
         waiter = ledger.complete()  # unasync: remove
         if waiter is not None:
             waiter.set()
+
+    # --- the guard protocol, through which a pipeline runs it without a frame of its own ---
+
+    def _guard_enter(self) -> object:
+        ledger = self._ledger
+        # unasync: sync-only: with self._lock:
+        # unasync: sync-only:     admitted = ledger.try_admit()
+        admitted = ledger.try_admit()  # unasync: remove
+        return None if admitted else MUST_WAIT
+
+    async def _guard_wait(self) -> None:
+        await self._wait_for_slot()
+
+    def _guard_exit(self, token: None, error: BaseException | None) -> None:
+        ledger = self._ledger
+        if error is None:
+            # unasync: sync-only: with self._lock:
+            # unasync: sync-only:     waiter = ledger.complete()
+            waiter = ledger.complete()  # unasync: remove
+            if waiter is not None:
+                waiter.set()
+        elif isinstance(error, Exception):
+            self._free(ledger.fail)
+        else:
+            self._free(ledger.cancel)
 
     @staticmethod
     def per_key(

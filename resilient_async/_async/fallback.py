@@ -67,7 +67,7 @@ class Fallback(Policy, Generic[R]):
         ... async def recommendations(user_id: str) -> list[str]: ...
     """
 
-    __slots__ = ("_handler", "_last_good", "_matches", "_value", "name")
+    __slots__ = ("_handler", "_last_good", "_matches", "_on_is_default", "_value", "name")
 
     def __init__(
         self,
@@ -84,6 +84,7 @@ class Fallback(Policy, Generic[R]):
         self._value = value
         self._handler = handler
         self._matches = compile_on(on, default=_not_permanent)
+        self._on_is_default = on is DEFAULT
         self._last_good: _LastGood | None = None
         self.name = name
 
@@ -124,6 +125,11 @@ class Fallback(Policy, Generic[R]):
         fallback: Fallback[Any] = Fallback(value=None, on=on, name=name)
         fallback._last_good = _LastGood(ttl, key, max_entries)
         return fallback
+
+    @property
+    def _answers_every_match(self) -> bool:
+        """True when this fallback never lets a matched error through (a plain value)."""
+        return self._last_good is None and self._handler is None
 
     def __repr__(self) -> str:
         kind = "last_good" if self._last_good else "handler" if self._handler else "value"

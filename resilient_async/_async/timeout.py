@@ -130,8 +130,7 @@ class Timeout(Policy):
             raise
 
     async def __aenter__(self) -> _backend.DeadlineScope:
-        scope = _backend.DeadlineScope(_backend.current_time() + self.seconds, self.seconds)
-        scope.__enter__()
+        scope = self._guard_enter()
         _entered.set((*_entered.get(), scope))
         return scope
 
@@ -143,8 +142,24 @@ class Timeout(Policy):
     ) -> None:
         *outer, scope = _entered.get()
         _entered.set(tuple(outer))
+        self._guard_exit(scope, exc)
+
+    # --- the guard protocol, through which a pipeline runs it without a frame of its own ---
+
+    def _guard_enter(self) -> _backend.DeadlineScope:
+        scope = _backend.DeadlineScope(_backend.current_time() + self.seconds, self.seconds)
+        scope.__enter__()
+        return scope
+
+    async def _guard_wait(self) -> _backend.DeadlineScope:
+        return self._guard_enter()  # entering a timeout never has to wait
+
+    def _guard_exit(self, scope: _backend.DeadlineScope, error: BaseException | None) -> None:
         try:
-            scope.__exit__(exc_type, exc, tb)
+            if error is None:
+                scope.__exit__(None, None, None)
+            else:
+                scope.__exit__(type(error), error, error.__traceback__)
         except DeadlineExceeded as expired:
             self._expired(scope, expired)
             raise

@@ -23,7 +23,7 @@ from ..context import attach_context
 from ..errors import BulkheadFullError
 from ..instrumentation import emit
 from . import _backend
-from .policy import Policy
+from .policy import MUST_WAIT, Policy
 
 __all__ = ["Bulkhead", "BulkheadMetrics", "KeyedBulkhead"]
 
@@ -169,6 +169,29 @@ class Bulkhead(Policy):
             waiter = ledger.complete()
         if waiter is not None:
             waiter.set()
+
+    # --- the guard protocol, through which a pipeline runs it without a frame of its own ---
+
+    def _guard_enter(self) -> object:
+        ledger = self._ledger
+        with self._lock:
+            admitted = ledger.try_admit()
+        return None if admitted else MUST_WAIT
+
+    def _guard_wait(self) -> None:
+        self._wait_for_slot()
+
+    def _guard_exit(self, token: None, error: BaseException | None) -> None:
+        ledger = self._ledger
+        if error is None:
+            with self._lock:
+                waiter = ledger.complete()
+            if waiter is not None:
+                waiter.set()
+        elif isinstance(error, Exception):
+            self._free(ledger.fail)
+        else:
+            self._free(ledger.cancel)
 
     @staticmethod
     def per_key(

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from typing import Any, Final, ParamSpec, Protocol, TypeVar, runtime_checkable
 
 from . import _backend
 
-__all__ = ["Policy"]
+__all__ = ["MUST_WAIT", "Guard", "Policy"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -44,3 +44,32 @@ class Policy:
             return call(fn, *args, **kwargs)
 
         return guarded
+
+
+class _MustWait:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MUST_WAIT"
+
+
+MUST_WAIT: Final = _MustWait()
+"""Returned by `Guard._guard_enter` when the guard must wait (`_guard_wait`) to admit."""
+
+
+@runtime_checkable
+class Guard(Protocol):
+    """What a policy offers to be folded into a pipeline's single driver.
+
+    `_guard_enter()` admits the call without waiting and returns a token (or raises the
+    guard's rejection), or returns `MUST_WAIT`, after which `_guard_wait()` waits for
+    admission and returns the token. `_guard_exit(token, error)` records the outcome (error is
+    None on success) and may raise a replacement error (a timeout turns its own cancellation
+    into `DeadlineExceeded`).
+    """
+
+    def _guard_enter(self) -> Any: ...
+
+    def _guard_wait(self) -> Any: ...
+
+    def _guard_exit(self, token: Any, error: BaseException | None) -> None: ...

@@ -25,7 +25,7 @@ from ..errors import RateLimitedError
 from ..instrumentation import emit
 from ..stores.memory import MemoryStore
 from . import _backend
-from .policy import Policy
+from .policy import MUST_WAIT, Policy
 
 __all__ = ["KeyedRateLimiter", "RateLimiter"]
 
@@ -188,6 +188,20 @@ class RateLimiter(Policy):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        return None  # a token is spent on entry, never given back
+
+    # --- the guard protocol, through which a pipeline runs it without a frame of its own ---
+
+    def _guard_enter(self) -> object:
+        state = self._state
+        with state.lock:
+            took = state.bucket.try_take(1, _backend.current_time())
+        return None if took else MUST_WAIT
+
+    def _guard_wait(self) -> None:
+        self._wait_for_tokens(1)
+
+    def _guard_exit(self, token: None, error: BaseException | None) -> None:
         return None  # a token is spent on entry, never given back
 
     @staticmethod

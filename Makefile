@@ -22,7 +22,7 @@ $(STAMP_DEV): pyproject.toml | $(BIN)/python
 demo: $(STAMP_BASE)
 	$(BIN)/python -m resilient_async demo
 
-test: $(STAMP_DEV) lint typecheck sync-check tests
+test: $(STAMP_DEV) lint typecheck sync-check docs tests
 
 lint: $(STAMP_DEV)
 	$(BIN)/ruff check .
@@ -46,7 +46,7 @@ bench: $(STAMP_DEV)
 	$(BIN)/python -m benchmarks
 
 docs: $(STAMP_DEV)
-	$(BIN)/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 clean:
 	rm -rf $(VENV) site .mypy_cache .ruff_cache .pytest_cache .hypothesis

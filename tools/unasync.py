@@ -94,12 +94,6 @@ RENAMES: Final[Mapping[str, str]] = {
     "__anext__": "__next__",
     "StopAsyncIteration": "StopIteration",
     "AsyncIterator": "Iterator",
-    "AsyncIterable": "Iterable",
-    "AsyncGenerator": "Generator",
-    "AbstractAsyncContextManager": "AbstractContextManager",
-    "asynccontextmanager": "contextmanager",
-    "aclose": "close",
-    "_async": "_sync",
 }
 
 # Names whose subscript is unwrapped: `Awaitable[T]` -> `T`. Also checked for unused rules.

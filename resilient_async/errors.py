@@ -94,7 +94,7 @@ class RateLimitedError(ResilienceError):
         return (type(self), (self.limiter, self.retry_after))
 
 
-class DeadlineExceeded(ResilienceError, TimeoutError):  # noqa: N818 (name fixed by the API)
+class DeadlineExceeded(ResilienceError, TimeoutError):
     """Raised by the deadline or timeout scope that expired, and only by that one.
 
     It is a `TimeoutError`, so code written for `asyncio.timeout` or `anyio.fail_after` catches
@@ -123,13 +123,15 @@ class CompensationError(ResilienceError, ExceptionGroup[Exception]):
     """
 
     def __new__(cls, message: str, exceptions: Sequence[Exception]) -> Self:
+        """Build the group from the original error and the compensations' errors."""
         return super().__new__(cls, message, exceptions)
 
     def derive(self, excs: Sequence[Exception], /) -> CompensationError:  # type: ignore[override]
+        """Return a group of the same class holding `excs` (used by `split` and `subgroup`)."""
         return CompensationError(self.message, excs)
 
 
-class SupervisorGaveUp(ResilienceError, ExceptionGroup[Exception]):  # noqa: N818 (API name)
+class SupervisorGaveUp(ResilienceError, ExceptionGroup[Exception]):
     """Raised by a `Supervisor` after more than `max_restarts` crashes within `within` seconds.
 
     Every child has been cancelled and awaited first. `.exceptions` are the crashes that fell
@@ -137,9 +139,11 @@ class SupervisorGaveUp(ResilienceError, ExceptionGroup[Exception]):  # noqa: N81
     """
 
     def __new__(cls, message: str, exceptions: Sequence[Exception]) -> Self:
+        """Build the group from the crashes within the period."""
         return super().__new__(cls, message, exceptions)
 
     def derive(self, excs: Sequence[Exception], /) -> SupervisorGaveUp:  # type: ignore[override]
+        """Return a group of the same class holding `excs` (used by `split` and `subgroup`)."""
         return SupervisorGaveUp(self.message, excs)
 
 

@@ -219,9 +219,13 @@ class DeadlineScope:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-        if self._expired:
-            if self._task.uncancel() <= self._cancelling and exc_type is _CancelledError:
-                raise DeadlineExceeded(self._timeout) from exc
+        # uncancel() must run whenever this scope cancelled the task, hence the order.
+        if (
+            self._expired
+            and self._task.uncancel() <= self._cancelling
+            and exc_type is _CancelledError
+        ):
+            raise DeadlineExceeded(self._timeout) from exc
 
 
 def remaining_until(when: float) -> float:

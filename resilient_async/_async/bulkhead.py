@@ -13,14 +13,15 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable, Hashable
 from types import TracebackType
-from typing import Generic, NoReturn, ParamSpec, TypeVar
+from typing import NoReturn, ParamSpec, TypeVar
 
-from .._core.bulkhead import BulkheadLedger, BulkheadMetrics, KeyedRegistry
+from .._core.bulkhead import BulkheadLedger, BulkheadMetrics
 from .._core.deadlines import check_seconds
 from ..context import attach_context
 from ..errors import BulkheadFullError
 from ..instrumentation import emit
 from . import _backend
+from .keyed import Keyed
 from .policy import MUST_WAIT, Policy
 
 __all__ = ["Bulkhead", "BulkheadMetrics", "KeyedBulkhead"]
@@ -282,7 +283,7 @@ class Bulkhead(Policy):
         raise error
 
 
-class KeyedBulkhead(Generic[K]):
+class KeyedBulkhead(Keyed[K, Bulkhead]):
     """One `Bulkhead` per key, built on first use; idle ones are forgotten.
 
     `keyed[key]` returns the key's bulkhead, to use like any other (as a context manager,
@@ -306,7 +307,7 @@ class KeyedBulkhead(Generic[K]):
         TypeError: An argument has the wrong type.
     """
 
-    __slots__ = ("_lock", "_registry", "max_keys", "name")
+    __slots__ = ()
 
     def __init__(
         self,
@@ -320,36 +321,12 @@ class KeyedBulkhead(Generic[K]):
     ) -> None:
         # Build one bulkhead now so that bad settings fail here, not at the first key.
         Bulkhead(max_concurrent, max_queue=max_queue, max_wait=max_wait, name=name)
-        self.name = name
-        self.max_keys = _check_count(max_keys, "max_keys", 1)
 
         def build(key: K) -> Bulkhead:
             label = None if name is None else f"{name}[{key!r}]"
             return Bulkhead(max_concurrent, max_queue=max_queue, max_wait=max_wait, name=label)
 
-        self._registry: KeyedRegistry[K, Bulkhead] = KeyedRegistry(
-            build,
-            _bulkhead_is_idle,
-            max_keys=self.max_keys,
-            idle_ttl=check_seconds(idle_ttl, "idle_ttl"),
-        )
-        self._lock = _backend.Lock()
-
-    def __repr__(self) -> str:
-        return f"KeyedBulkhead(name={self.name!r}, keys={len(self._registry)})"
-
-    def __getitem__(self, key: K) -> Bulkhead:
-        """Return the bulkhead of `key`, building it on first use."""
-        now = _backend.current_time()
-        with self._lock:
-            return self._registry.get(key, now)
-
-    def __len__(self) -> int:
-        """How many keys have a bulkhead now."""
-        return len(self._registry)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._registry
+        super().__init__(build, _bulkhead_is_idle, name=name, max_keys=max_keys, idle_ttl=idle_ttl)
 
 
 def _bulkhead_is_idle(bulkhead: Bulkhead, now: float) -> bool:

@@ -13,16 +13,16 @@ import math
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Generic, NoReturn, ParamSpec, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 from .._core.bucket import Reservation, TokenBucket
-from .._core.bulkhead import KeyedRegistry
 from .._core.deadlines import DEADLINE, check_seconds
 from ..context import attach_context
 from ..errors import RateLimitedError
 from ..instrumentation import emit
 from ..stores.memory import MemoryStore
 from . import _backend
+from .keyed import Keyed
 from .policy import MUST_WAIT, Policy
 
 __all__ = ["KeyedRateLimiter", "RateLimiter"]
@@ -298,7 +298,7 @@ class RateLimiter(Policy):
         raise error
 
 
-class KeyedRateLimiter(Generic[K]):
+class KeyedRateLimiter(Keyed[K, RateLimiter]):
     """One `RateLimiter` per key, built on first use; idle ones are forgotten.
 
     `keyed[key]` returns the key's limiter, to use like any other (as a context manager,
@@ -323,7 +323,7 @@ class KeyedRateLimiter(Generic[K]):
         TypeError: An argument has the wrong type.
     """
 
-    __slots__ = ("_lock", "_registry", "max_keys", "name")
+    __slots__ = ()
 
     def __init__(
         self,
@@ -338,40 +338,12 @@ class KeyedRateLimiter(Generic[K]):
     ) -> None:
         # Build one limiter now so that bad settings fail here, not at the first key.
         RateLimiter(rate, per, burst=burst, max_wait=max_wait, name=name)
-        if isinstance(max_keys, bool) or not isinstance(max_keys, int):
-            raise TypeError(f"max_keys must be an int >= 1, got {max_keys!r}")
-        if max_keys < 1:
-            raise ValueError(f"max_keys must be >= 1, got {max_keys}")
-        self.name = name
-        self.max_keys = max_keys
 
         def build(key: K) -> RateLimiter:
             label = None if name is None else f"{name}[{key!r}]"
             return RateLimiter(rate, per, burst=burst, max_wait=max_wait, name=label)
 
-        self._registry: KeyedRegistry[K, RateLimiter] = KeyedRegistry(
-            build,
-            _limiter_is_idle,
-            max_keys=max_keys,
-            idle_ttl=check_seconds(idle_ttl, "idle_ttl"),
-        )
-        self._lock = _backend.Lock()
-
-    def __repr__(self) -> str:
-        return f"KeyedRateLimiter(name={self.name!r}, keys={len(self._registry)})"
-
-    def __getitem__(self, key: K) -> RateLimiter:
-        """Return the limiter of `key`, building it on first use."""
-        now = _backend.current_time()
-        with self._lock:
-            return self._registry.get(key, now)
-
-    def __len__(self) -> int:
-        """How many keys have a limiter now."""
-        return len(self._registry)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._registry
+        super().__init__(build, _limiter_is_idle, name=name, max_keys=max_keys, idle_ttl=idle_ttl)
 
 
 class _Shared:

@@ -6,8 +6,26 @@ each dual-mode policy lives in `resilient_async.sync` under the same name.
 
 from __future__ import annotations
 
+from . import backoff as backoff
 from . import instrumentation as instrumentation
 from . import stores as stores
+from ._async.breaker import BreakerMetrics as BreakerMetrics
+from ._async.breaker import BreakerState as BreakerState
+from ._async.breaker import CircuitBreaker as CircuitBreaker
+from ._async.bulkhead import Bulkhead as Bulkhead
+from ._async.bulkhead import BulkheadMetrics as BulkheadMetrics
+from ._async.bulkhead import KeyedBulkhead as KeyedBulkhead
+from ._async.fallback import Fallback as Fallback
+from ._async.fallback import degraded as degraded
+from ._async.pipeline import Pipeline as Pipeline
+from ._async.pipeline import pipeline as pipeline
+from ._async.policy import Policy as Policy
+from ._async.ratelimit import KeyedRateLimiter as KeyedRateLimiter
+from ._async.ratelimit import RateLimiter as RateLimiter
+from ._async.retry import Attempt as Attempt
+from ._async.retry import Retry as Retry
+from ._async.retry import RetryBudget as RetryBudget
+from ._async.retry import retry as retry
 from ._async.timeout import Timeout as Timeout
 from ._async.timeout import current_deadline as current_deadline
 from ._async.timeout import deadline as deadline
@@ -30,28 +48,48 @@ from .errors import DeadlineExceeded as DeadlineExceeded
 from .errors import RateLimitedError as RateLimitedError
 from .errors import ResilienceError as ResilienceError
 from .errors import SupervisorGaveUp as SupervisorGaveUp
+from .hedging import Hedge as Hedge
 
 __all__ = [
+    "Attempt",
+    "BreakerMetrics",
+    "BreakerState",
+    "Bulkhead",
     "BulkheadFullError",
+    "BulkheadMetrics",
+    "CircuitBreaker",
     "CircuitOpenError",
     "Classifier",
     "CompensationError",
     "DeadlineExceeded",
     "ErrorClass",
+    "Fallback",
+    "Hedge",
+    "KeyedBulkhead",
+    "KeyedRateLimiter",
+    "Pipeline",
+    "Policy",
     "RateLimitedError",
+    "RateLimiter",
     "ResilienceError",
+    "Retry",
+    "RetryBudget",
     "SupervisorGaveUp",
     "Timeout",
+    "backoff",
     "classify",
     "context_of",
     "current_context",
     "current_deadline",
     "deadline",
     "deadline_at",
+    "degraded",
     "error_context",
     "get_classifier",
     "instrumentation",
+    "pipeline",
     "remaining",
+    "retry",
     "retry_after",
     "set_classifier",
     "stores",

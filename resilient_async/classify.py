@@ -360,6 +360,8 @@ def retry_after(exc: BaseException) -> float | None:
     Returns:
         Seconds to wait (>= 0, finite), or None.
     """
+    if not _may_carry_hint(exc):
+        return None  # the common case on a retry's failure path: skip three lookups
     try:
         hint = _seconds(getattr(exc, "retry_after", None))
         if hint is not None:
@@ -373,6 +375,25 @@ def retry_after(exc: BaseException) -> float | None:
     except Exception:
         # The objects are duck-typed and may be anything; a hint is never worth an error.
         return None
+
+
+def _may_carry_hint(exc: BaseException) -> bool:
+    """Tell cheaply whether `exc` has any attribute a hint could come from."""
+    cls = type(exc)
+    by_class = _classes_with_hints.get(cls)
+    if by_class is None:
+        by_class = any(hasattr(cls, name) for name in ("retry_after", "response", "headers"))
+        if len(_classes_with_hints) < 1024:  # bounded: classes may be made at run time
+            _classes_with_hints[cls] = by_class
+    if by_class:
+        return True
+    attributes = exc.__dict__
+    return bool(attributes) and (
+        "retry_after" in attributes or "response" in attributes or "headers" in attributes
+    )
+
+
+_classes_with_hints: dict[type[BaseException], bool] = {}
 
 
 _DELTA_SECONDS: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")

@@ -1208,3 +1208,22 @@ def test_concurrent_futures_cancelled_error_can_be_matched_by_type() -> None:
     exc = concurrent.futures.CancelledError()
     assert compile_on(concurrent.futures.CancelledError, default=ValueError)(exc)
     assert not compile_on({TRANSIENT, TIMEOUT, UNKNOWN}, default=ValueError)(exc)
+
+
+def test_retry_after_fast_path_still_sees_every_source_of_a_hint() -> None:
+    class WithProperty(Exception):
+        @property
+        def retry_after(self) -> float:
+            return 4.0
+
+    class Plain(Exception):
+        pass
+
+    late = Plain()
+    late.headers = {"Retry-After": "7"}  # type: ignore[attr-defined]
+    unrelated = Plain()
+    unrelated.code = 503  # type: ignore[attr-defined]
+    assert retry_after(WithProperty()) == 4.0
+    assert retry_after(late) == 7.0
+    assert retry_after(unrelated) is None
+    assert retry_after(Plain()) is None

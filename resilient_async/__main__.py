@@ -1,0 +1,39 @@
+"""Command line: `python -m resilient_async demo [--backend B] [--seconds S] [--seed N]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run the chosen command."""
+    parser = argparse.ArgumentParser(prog="python -m resilient_async")
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser(
+        "demo",
+        help="send one workload to a flaky dependency, unprotected and through a pipeline",
+    )
+    demo.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
+    demo.add_argument("--seconds", type=float, default=30.0, help="length of the run (default 30)")
+    demo.add_argument("--seed", type=int, default=7, help="seed of the simulated faults")
+    demo.add_argument("--clients", type=int, default=40, help="concurrent clients per side")
+    demo.add_argument("--quiet", action="store_true", help="print the final table only")
+    args = parser.parse_args(argv)
+    from ._demo import run_demo
+
+    if args.seconds <= 0 or args.clients < 1:
+        parser.error("--seconds must be > 0 and --clients >= 1")
+    report = run_demo(
+        backend=args.backend,
+        seconds=args.seconds,
+        seed=args.seed,
+        clients=args.clients,
+        progress=None if args.quiet else sys.stdout,
+    )
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""The public surface: names of API.md, sorted and complete `__all__`, docstrings, sync twin."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+import resilient_async as ra
+import resilient_async.sync as ra_sync
+
+API_NAMES = {
+    "BreakerState", "BulkheadFullError", "Bulkhead", "CircuitBreaker", "CircuitOpenError",
+    "Classifier", "CompensationError", "DeadlineExceeded", "ErrorClass", "Fallback", "Hedge",
+    "RateLimitedError", "RateLimiter", "ResilienceError", "Retry", "RetryBudget",
+    "SupervisorGaveUp", "Timeout", "backoff", "classify", "context_of", "current_context",
+    "current_deadline", "deadline", "deadline_at", "degraded", "error_context", "instrumentation",
+    "pipeline", "remaining", "retry", "retry_after", "set_classifier", "stores", "use_classifier",
+}  # fmt: skip
+SYNC_NAMES = {
+    "Retry", "retry", "CircuitBreaker", "Bulkhead", "RateLimiter", "Timeout", "deadline",
+    "Fallback", "pipeline", "classify", "error_context", "backoff", "DeadlineExceeded",
+    "ResilienceError", "CircuitOpenError", "BulkheadFullError", "RateLimitedError",
+}  # fmt: skip
+ASYNC_ONLY = {"Hedge", "SupervisorGaveUp", "get_classifier", "instrumentation", "stores"}
+
+
+@pytest.mark.parametrize("module", [ra, ra_sync], ids=["async", "sync"])
+def test_all_is_sorted_complete_and_documented(module: object) -> None:
+    names = module.__all__  # type: ignore[attr-defined]
+    assert names == sorted(names)
+    for name in names:
+        value = getattr(module, name)
+        assert inspect.getdoc(value), f"{name} has no docstring"
+
+
+def test_the_api_contract_names_are_exported() -> None:
+    assert set(ra.__all__) >= API_NAMES
+    assert set(ra_sync.__all__) >= SYNC_NAMES
+
+
+def test_sync_twin_mirrors_the_async_names() -> None:
+    assert set(ra.__all__) - ASYNC_ONLY == set(ra_sync.__all__) - ASYNC_ONLY
+    for name in ("Retry", "CircuitBreaker", "Bulkhead", "RateLimiter", "Timeout", "Fallback"):
+        async_sig = inspect.signature(getattr(ra, name))
+        sync_sig = inspect.signature(getattr(ra_sync, name))
+        assert list(async_sig.parameters) == list(sync_sig.parameters), name
+        assert getattr(ra, name) is not getattr(ra_sync, name)
+
+
+def test_policies_can_be_built_at_import_time_without_a_loop() -> None:
+    policies = [
+        ra.Retry(),
+        ra.CircuitBreaker("x"),
+        ra.Bulkhead(1),
+        ra.RateLimiter(1),
+        ra.Timeout(1),
+        ra.Fallback(None),
+        ra.Hedge(0.1),
+        ra.pipeline(ra.Retry(), ra.Timeout(1)),
+        ra.RetryBudget(),
+    ]
+    assert all(p is not None for p in policies)
+    assert ra.CircuitBreaker("y").state is ra.BreakerState.CLOSED
+
+
+def test_errors_are_builtin_compatible() -> None:
+    assert issubclass(ra.DeadlineExceeded, TimeoutError)
+    assert issubclass(ra.CompensationError, ExceptionGroup)
+    assert issubclass(ra.SupervisorGaveUp, ExceptionGroup)
+    for error in (ra.CircuitOpenError, ra.BulkheadFullError, ra.RateLimitedError):
+        assert issubclass(error, ra.ResilienceError)

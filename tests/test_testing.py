@@ -173,7 +173,6 @@ def test_plugin_fixtures(pytester: pytest.Pytester) -> None:
             assert ra_faults is testing.faults
         """
     )
-    result = pytester.runpytest_subprocess(
-        "-p", "resilient_async._pytest_plugin", "-p", "no:asyncio"
-    )
+    # The fixtures come from the installed `pytest11` entry point, as in a user's project.
+    result = pytester.runpytest_subprocess("-p", "no:asyncio")
     result.assert_outcomes(passed=2)

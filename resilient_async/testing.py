@@ -29,6 +29,7 @@ import anyio
 
 __all__ = [
     "VirtualClock",
+    "VirtualTimePolicy",
     "faults",
     "set_testing",
     "testing_settings",
@@ -182,6 +183,26 @@ def virtual_time_loop(clock: VirtualClock | None = None) -> asyncio.AbstractEven
         ...     runner.run(asyncio.sleep(3600))  # returns at once
     """
     return _VirtualTimeEventLoop(clock if clock is not None else VirtualClock())
+
+
+class VirtualTimePolicy(asyncio.DefaultEventLoopPolicy):
+    """An event loop policy whose new loops run in virtual time, all on one `clock`.
+
+    For test runners that create their loop through the policy (pytest-asyncio, anyio's
+    asyncio backend without a `loop_factory`, `asyncio.run`): install it for a test and every
+    loop created meanwhile jumps over idle time. The `ra_virtual_time` fixture does this.
+
+    Args:
+        clock: The clock the loops share; a new one starting at 0 when omitted.
+    """
+
+    def __init__(self, clock: VirtualClock | None = None) -> None:
+        super().__init__()
+        self.clock = clock if clock is not None else VirtualClock()
+
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        """Create a loop that runs in this policy's virtual time."""
+        return virtual_time_loop(self.clock)
 
 
 P = ParamSpec("P")

@@ -176,3 +176,42 @@ def test_plugin_fixtures(pytester: pytest.Pytester) -> None:
     # The fixtures come from the installed `pytest11` entry point, as in a user's project.
     result = pytester.runpytest_subprocess("-p", "no:asyncio")
     result.assert_outcomes(passed=2)
+
+
+def test_virtual_time_with_anyio_and_with_pytest_asyncio(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import asyncio
+        import time
+
+        import pytest
+
+        from resilient_async.testing import VirtualTimePolicy
+
+        @pytest.fixture(scope="session")
+        def event_loop_policy():  # pytest-asyncio's hook for the loops it creates
+            return VirtualTimePolicy()
+
+        @pytest.mark.asyncio
+        async def test_pytest_asyncio():
+            started = time.monotonic()
+            await asyncio.sleep(3600)
+            assert asyncio.get_running_loop().time() >= 3600
+            assert time.monotonic() - started < 60
+
+        @pytest.fixture
+        def anyio_backend():
+            return "asyncio"
+
+        @pytest.mark.anyio
+        async def test_anyio(ra_virtual_time):
+            started = time.monotonic()
+            await asyncio.sleep(7200)
+            assert ra_virtual_time.now >= 7200
+            assert time.monotonic() - started < 60
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "asyncio", "-o", "asyncio_mode=strict", "--timeout", "60"
+    )
+    result.assert_outcomes(passed=2)

@@ -37,7 +37,6 @@ __all__ = [
     "remaining_until",
     "shielded",
     "sleep",
-    "sleep_until",
     "wait_event",
     "yield_now",
 ]
@@ -80,11 +79,6 @@ def current_time() -> float:
 async def sleep(seconds: float) -> None:
     """Sleep `seconds` on the running loop's clock (a checkpoint even for 0)."""
     await anyio.sleep(seconds)
-
-
-async def sleep_until(when: float) -> None:
-    """Sleep until the loop's clock reads `when`."""
-    await anyio.sleep_until(when)
 
 
 async def checkpoint() -> None:

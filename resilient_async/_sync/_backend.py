@@ -30,7 +30,6 @@ __all__ = [
     "remaining_until",
     "shielded",
     "sleep",
-    "sleep_until",
     "wait_event",
     "yield_now",
 ]
@@ -43,13 +42,6 @@ current_time = time.monotonic
 def sleep(seconds: float) -> None:
     """Sleep `seconds` (the thread blocks)."""
     time.sleep(seconds)
-
-
-def sleep_until(when: float) -> None:
-    """Sleep until `time.monotonic()` reads `when`."""
-    delay = when - time.monotonic()
-    if delay > 0:
-        time.sleep(delay)
 
 
 def checkpoint() -> None:

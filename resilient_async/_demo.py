@@ -114,6 +114,9 @@ class Tally:
     def share(self, count: int) -> str:
         return f"{100 * count / self.requests:5.1f}%" if self.requests else "   - "
 
+    def slowest(self) -> str:
+        return f"{max(self.latencies) * 1000:.0f} ms" if self.latencies else "-"
+
     def percentile(self, q: float) -> str:
         if len(self.latencies) < 2:
             return "-"
@@ -217,13 +220,15 @@ async def demo_scenario(seconds: float, seed: int, clients: int, progress: IO[st
         f"{guarded.share(sum(guarded.errors.values())):>18}",
         f"{'latency p50':32}{plain.percentile(50):>14}{guarded.percentile(50):>18}",
         f"{'latency p99':32}{plain.percentile(99):>14}{guarded.percentile(99):>18}",
+        f"{'slowest request':32}{plain.slowest():>14}{guarded.slowest():>18}",
         f"{'calls that reached dependency':32}{plain_dependency.calls:>14}"
         f"{guarded_dependency.calls:>18}",
         "",
         f"breaker transitions: {len(transitions)}"
         + (": " + ", ".join(f"{e.new_state.name}" for e in transitions[:12]) if transitions else "")
         + (" ..." if len(transitions) > 12 else ""),
-        f"fallbacks served: {dict(served) or 'none'}; bulkhead: {bulkhead.metrics()}",
+        f"fallbacks served: {dict(served) or 'none'}",
+        f"bulkhead: {_bulkhead_summary(bulkhead)}",
         f"errors, unprotected: {dict(plain.errors) or 'none'}",
         f"errors, resilient_async: {dict(guarded.errors) or 'none'}",
     ]
@@ -253,6 +258,14 @@ async def _report_progress(
             flush=True,
         )
         last_plain, last_guarded = now_plain, now_guarded
+
+
+def _bulkhead_summary(bulkhead: Bulkhead) -> str:
+    m = bulkhead.metrics()
+    return (
+        f"{m.submitted} admitted or queued, {m.rejected} rejected, {m.failed} failed, "
+        f"{m.cancelled} cancelled (limit {m.max_concurrent}, queue {m.max_queue})"
+    )
 
 
 def _rate(before: tuple[int, int], now: tuple[int, int]) -> str:

@@ -1,0 +1,73 @@
+"""The generated sync pipeline: order, per-attempt timeouts, fallbacks, and threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from resilient_async import backoff
+from resilient_async import sync as ra
+
+
+def test_sync_pipeline_retries_then_falls_back() -> None:
+    calls: list[int] = []
+
+    def down(i: int) -> str:
+        calls.append(i)
+        raise ConnectionError("down")
+
+    guarded = ra.pipeline(
+        ra.Fallback("fallback"),
+        ra.Retry(attempts=3, backoff=backoff.constant(0)),
+        ra.CircuitBreaker("sync-dep", window=10, min_calls=10),
+        ra.Bulkhead(2),
+        ra.Timeout(5),
+    )
+    assert guarded.call(down, 7) == "fallback"
+    assert calls == [7, 7, 7]
+
+
+def test_sync_timeout_in_a_pipeline_bounds_each_attempt() -> None:
+    attempts = 0
+
+    def slow() -> str:
+        nonlocal attempts
+        attempts += 1
+        time.sleep(0.02)
+        return "late"
+
+    guarded = ra.pipeline(ra.Retry(attempts=2, backoff=backoff.constant(0)), ra.Timeout(0.001))
+    with pytest.raises(ra.DeadlineExceeded):
+        guarded.call(slow)
+    assert attempts == 2
+
+
+def test_sync_pipeline_under_threads_never_exceeds_the_bulkhead() -> None:
+    bulkhead = ra.Bulkhead(3, max_queue=100)
+    guarded = ra.pipeline(ra.CircuitBreaker("threads", window=50), bulkhead, ra.Timeout(10))
+    lock = threading.Lock()
+    running = peak = 0
+
+    def work() -> None:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.001)
+        with lock:
+            running -= 1
+
+    def worker() -> None:
+        for _ in range(20):
+            guarded.call(work)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert peak <= 3
+    assert bulkhead.in_use == 0
+    assert bulkhead.metrics().completed == 160

@@ -16,7 +16,13 @@ from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from types import MappingProxyType, TracebackType
 
-__all__ = ["attach_context", "context_of", "current_context", "error_context"]
+__all__ = [
+    "PreparedFields",
+    "attach_context",
+    "context_of",
+    "current_context",
+    "error_context",
+]
 
 _NOTE_PREFIX = "resilient_async context: "
 
@@ -152,6 +158,9 @@ def attach_context(exc: BaseException, fields: Mapping[str, object]) -> None:
     node = _CURRENT.get()
     captured = _captured_of(exc)
     if captured is None:
+        if node is None and type(fields) is PreparedFields:
+            _capture_prepared(exc, fields)
+            return
         current = _EMPTY if node is None else _merged_of(node)
         if not fields:
             if not current:
@@ -169,6 +178,43 @@ def attach_context(exc: BaseException, fields: Mapping[str, object]) -> None:
         captured.node = node
     if changed:
         _update_note(exc, captured)
+
+
+class PreparedFields(dict[str, object]):
+    """Constant context fields, with their view and note rendered once.
+
+    A policy whose error-path fields never change (its name, a breaker's state) builds one per
+    set of fields at construction and passes it to `attach_context`: on an exception raised
+    outside any `error_context` block, the view and the note are then attached as they are,
+    without being built again. Never mutate one after building it.
+
+    Example:
+        >>> fields = PreparedFields({"policy": "db"})
+        >>> # later, on every rejection: attach_context(error, fields)
+    """
+
+    __slots__ = ("note", "view")
+
+    def __init__(self, fields: Mapping[str, object]) -> None:
+        super().__init__(fields)
+        self.view: MappingProxyType[str, object] = MappingProxyType(dict(fields))
+        self.note = _note_text(self.view)
+
+
+def _capture_prepared(exc: Exception, fields: PreparedFields) -> None:
+    captured = _Captured(fields.view, None)
+    try:
+        setattr(exc, _ATTRIBUTE, captured)
+    except (AttributeError, TypeError):
+        return
+    if getattr(exc, "__notes__", None) is None:  # a fresh exception: the note is ready
+        try:
+            exc.add_note(fields.note)
+        except (AttributeError, TypeError):
+            return
+        captured.note = fields.note
+        return
+    _update_note(exc, captured)
 
 
 class _Node:
@@ -292,9 +338,7 @@ def _add_missing(captured: _Captured, extra: Mapping[str, object]) -> bool:
 
 def _update_note(exc: Exception, captured: _Captured) -> None:
     """Replace this library's note on `exc` in place, or add it when it is not there."""
-    text = _NOTE_PREFIX + ", ".join(
-        f"{key}={_render(value)}" for key, value in captured.view.items()
-    )
+    text = _note_text(captured.view)
     notes = getattr(exc, "__notes__", None)
     if notes is None:
         try:
@@ -314,6 +358,10 @@ def _update_note(exc: Exception, captured: _Captured) -> None:
                 return
     notes.append(text)
     captured.note = text
+
+
+def _note_text(view: Mapping[str, object]) -> str:
+    return _NOTE_PREFIX + ", ".join([f"{key}={_render(value)}" for key, value in view.items()])
 
 
 def _render(value: object) -> str:

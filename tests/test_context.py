@@ -13,7 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from resilient_async.context import attach_context, context_of, current_context, error_context
+from resilient_async.context import (
+    PreparedFields,
+    attach_context,
+    context_of,
+    current_context,
+    error_context,
+)
 from resilient_async.errors import DeadlineExceeded, ResilienceError
 
 PREFIX = "resilient_async context: "
@@ -591,3 +597,29 @@ async def test_backend_cancellation_is_not_annotated() -> None:
     assert context_of(cancelled) is None
     assert our_notes(cancelled) == []
     assert dict(current_context()) == {}
+
+
+def test_prepared_fields_attach_like_plain_ones() -> None:
+    prepared = PreparedFields({"policy": "db", "breaker_state": "open"})
+    plain_error, prepared_error = ConnectionError("a"), ConnectionError("b")
+    attach_context(plain_error, {"policy": "db", "breaker_state": "open"})
+    attach_context(prepared_error, prepared)
+    assert context_of(prepared_error) == context_of(plain_error)
+    assert prepared_error.__notes__ == plain_error.__notes__
+
+    # Inside an error_context block, or on an exception that already has notes, the
+    # prepared fields merge like any others.
+    noted = ConnectionError("c")
+    noted.add_note("user note")
+    attach_context(noted, prepared)
+    assert noted.__notes__[0] == "user note"
+    assert len(noted.__notes__) == 2
+    inside = ConnectionError("d")
+    with error_context(request="r-1"):
+        attach_context(inside, prepared)
+    assert context_of(inside) == {"request": "r-1", "policy": "db", "breaker_state": "open"}
+    again = ConnectionError("e")
+    attach_context(again, prepared)
+    attach_context(again, {"attempt": 2})
+    assert context_of(again) == {"policy": "db", "breaker_state": "open", "attempt": 2}
+    assert len([n for n in again.__notes__ if n.startswith("resilient_async context:")]) == 1

@@ -17,7 +17,7 @@ from typing import NoReturn, ParamSpec, TypeVar
 
 from .._core.bulkhead import BulkheadLedger, BulkheadMetrics
 from .._core.deadlines import check_seconds
-from ..context import attach_context
+from ..context import PreparedFields, attach_context
 from ..errors import BulkheadFullError
 from ..instrumentation import emit
 from . import _backend
@@ -87,7 +87,7 @@ class Bulkhead(Policy):
         )
         self._lock = _backend.Lock()
         # Merged into the error context of errors raised here or passing through.
-        self._context = {"policy": name or "Bulkhead"}
+        self._context = PreparedFields({"policy": name or "Bulkhead"})
 
     def __repr__(self) -> str:
         return (

@@ -17,7 +17,7 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 
 from .._core.bucket import Reservation, TokenBucket
 from .._core.deadlines import DEADLINE, check_seconds
-from ..context import attach_context
+from ..context import PreparedFields, attach_context
 from ..errors import RateLimitedError
 from ..instrumentation import emit
 from ..stores.memory import MemoryStore
@@ -92,7 +92,7 @@ class RateLimiter(Policy):
         self._wait_limit = math.inf if self.max_wait is None else self.max_wait
         self.name = name
         # Merged into the error context of errors raised here or passing through.
-        self._context = {"policy": name or "RateLimiter"}
+        self._context = PreparedFields({"policy": name or "RateLimiter"})
         per_second = self.rate / self.per
         if store is None:
             self._state = _Shared(TokenBucket(per_second, self.burst))

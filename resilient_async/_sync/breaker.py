@@ -35,7 +35,7 @@ from .._core.breaker import (
 from .._core.deadlines import check_seconds
 from .._core.window import CountWindow, TimeWindow, Window
 from ..classify import DEFAULT, DefaultType, ErrorClass, OnSpec, compile_on
-from ..context import attach_context
+from ..context import PreparedFields, attach_context
 from ..errors import CircuitOpenError
 from ..instrumentation import emit
 from . import _backend
@@ -161,7 +161,9 @@ class CircuitBreaker(Policy):
         self.name = name
         # The error context fields for each state, built once: the error path only looks up.
         self._context_fields = {
-            state: {"policy": name or "CircuitBreaker", "breaker_state": state.value}
+            state: PreparedFields(
+                {"policy": name or "CircuitBreaker", "breaker_state": state.value}
+            )
             for state in BreakerState
         }
         self._slow_after = math.inf if slow_call_duration is None else slow_call_duration

@@ -35,8 +35,9 @@ class Pipeline(Policy):
     Raises:
         TypeError: An argument is not a policy.
         ValueError: No policy was given, or a `Fallback` can never run because a `Fallback`
-            inside it already answers every error it would (a value or handler fallback with
-            the default `on=` inside another with the default `on=`).
+            inside it already answers every error it would (a value fallback with the default
+            `on=` inside another fallback with the default `on=`; a handler can still fail,
+            so a handler fallback leaves the outer one reachable).
 
     Example:
         >>> guarded = pipeline(

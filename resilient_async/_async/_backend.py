@@ -127,7 +127,8 @@ class DeadlineScope:
     through untouched, and on asyncio `Task.cancelling()` is back at its entry value on exit.
 
     Args:
-        when: The absolute deadline on the loop's clock.
+        when: The absolute deadline on the loop's clock, or None for `timeout` seconds after
+            entering (read on entry: on trio, by trio's own scope, saving a clock read).
         timeout: The relative length the user asked for (reported on the error), or None.
     """
 
@@ -142,7 +143,7 @@ class DeadlineScope:
         "_when",
     )
 
-    def __init__(self, when: float, timeout: float | None = None) -> None:
+    def __init__(self, when: float | None, timeout: float | None = None) -> None:
         self._when = when
         self._timeout = timeout
         self._token: Any = None
@@ -154,41 +155,55 @@ class DeadlineScope:
         self._cancelling: int
 
     @property
-    def deadline(self) -> float:
-        """The absolute deadline of this scope (not the effective one)."""
+    def deadline(self) -> float | None:
+        """The absolute deadline of this scope (None before entering a relative one)."""
         return self._when
 
     @property
     def expired(self) -> bool:
         """True once this scope's own deadline cancelled the block."""
         if self._scope is not None:
-            return bool(self._scope.cancel_called)
+            return bool(self._scope.cancelled_caught)
         return self._expired
 
     def __enter__(self) -> DeadlineScope:
         when = self._when
         loop = _get_running_loop()
-        if loop is not None:
-            task = asyncio.current_task(loop)
-            if task is None:
-                raise RuntimeError("a deadline can only be entered inside a task")
-            if when >= DEADLINE.get():
-                return self  # the enclosing deadline comes first: nothing to arm
-            self._task = task
-            self._cancelling = task.cancelling()
-            # A deadline already past must fire before the task's next step, as
-            # asyncio.timeout does: call_at would queue it behind that step.
-            if when <= loop.time():
-                self._handle = loop.call_soon(self._expire)
-            else:
-                self._handle = loop.call_at(when, self._expire)
+        if loop is None:
+            return self._enter_trio(when)
+        task = asyncio.current_task(loop)
+        if task is None:
+            raise RuntimeError("a deadline can only be entered inside a task")
+        if when is None:
+            when = self._when = loop.time() + self._timeout  # type: ignore[operator]
+        if when >= DEADLINE.get():
+            return self  # the enclosing deadline comes first: nothing to arm
+        self._task = task
+        self._cancelling = task.cancelling()
+        # A deadline already past must fire before the task's next step, as
+        # asyncio.timeout does: call_at would queue it behind that step.
+        if when <= loop.time():
+            self._handle = loop.call_soon(self._expire)
         else:
-            if when >= DEADLINE.get():
-                return self
-            # CancelScope.__enter__ itself raises RuntimeError outside a trio task.
+            self._handle = loop.call_at(when, self._expire)
+        self._token = DEADLINE.set(when)
+        return self
+
+    def _enter_trio(self, when: float | None) -> DeadlineScope:
+        # CancelScope.__enter__ itself raises RuntimeError outside a trio task.
+        if when is None:
+            # A relative scope: trio reads its clock once, on entry, and the scope stays
+            # armed even when an enclosing deadline comes first (it then never fires).
+            self._scope = scope = _trio().CancelScope(relative_deadline=self._timeout)
+            scope.__enter__()
+            when = self._when = scope.deadline
+        elif when < DEADLINE.get():
             self._scope = scope = _trio().CancelScope(deadline=when)
             scope.__enter__()
-        self._token = DEADLINE.set(when)
+        else:
+            return self
+        if when < DEADLINE.get():
+            self._token = DEADLINE.set(when)
         return self
 
     def _expire(self) -> None:
@@ -202,14 +217,17 @@ class DeadlineScope:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._token is None:
-            return
-        DEADLINE.reset(self._token)
-        self._token = None
-        if self._scope is not None:
-            if self._scope.__exit__(exc_type, exc, tb) and self._scope.cancelled_caught:
+        token = self._token
+        if token is not None:
+            DEADLINE.reset(token)
+            self._token = None
+        scope = self._scope
+        if scope is not None:
+            if scope.__exit__(exc_type, exc, tb) and scope.cancelled_caught:
                 raise DeadlineExceeded(self._timeout) from exc
             return
+        if token is None:
+            return  # asyncio, and nothing was armed
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None

@@ -121,7 +121,7 @@ class Timeout(Policy):
         Raises:
             DeadlineExceeded: The call ran over (in async code it was cancelled first).
         """
-        scope = _backend.DeadlineScope(_backend.current_time() + self.seconds, self.seconds)
+        scope = _backend.DeadlineScope(None, self.seconds)
         try:
             with scope:
                 return await fn(*args, **kwargs)
@@ -147,7 +147,7 @@ class Timeout(Policy):
     # --- the guard protocol, through which a pipeline runs it without a frame of its own ---
 
     def _guard_enter(self) -> _backend.DeadlineScope:
-        scope = _backend.DeadlineScope(_backend.current_time() + self.seconds, self.seconds)
+        scope = _backend.DeadlineScope(None, self.seconds)
         scope.__enter__()
         return scope
 

@@ -81,30 +81,34 @@ class DeadlineScope:
     passes through unchanged.
 
     Args:
-        when: The absolute deadline on `time.monotonic`.
+        when: The absolute deadline on `time.monotonic`, or None for `timeout` seconds after
+            entering.
         timeout: The relative length the user asked for (reported on the error), or None.
     """
 
     __slots__ = ("_timeout", "_token", "_when")
 
-    def __init__(self, when: float, timeout: float | None = None) -> None:
+    def __init__(self, when: float | None, timeout: float | None = None) -> None:
         self._when = when
         self._timeout = timeout
         self._token: Any = None
 
     @property
-    def deadline(self) -> float:
-        """The absolute deadline of this scope (not the effective one)."""
+    def deadline(self) -> float | None:
+        """The absolute deadline of this scope (None before entering a relative one)."""
         return self._when
 
     @property
     def expired(self) -> bool:
         """True once this scope's deadline has passed."""
-        return time.monotonic() >= self._when
+        return self._when is not None and time.monotonic() >= self._when
 
     def __enter__(self) -> DeadlineScope:
-        if self._when < DEADLINE.get():
-            self._token = DEADLINE.set(self._when)
+        when = self._when
+        if when is None:
+            when = self._when = time.monotonic() + self._timeout  # type: ignore[operator]
+        if when < DEADLINE.get():
+            self._token = DEADLINE.set(when)
         return self
 
     def __exit__(
@@ -117,7 +121,7 @@ class DeadlineScope:
             return
         DEADLINE.reset(self._token)
         self._token = None
-        if exc_type is None and time.monotonic() >= self._when:
+        if exc_type is None and time.monotonic() >= self._when:  # type: ignore[operator]
             raise DeadlineExceeded(self._timeout)
 
 

@@ -284,3 +284,25 @@ def test_soak_with_seeded_faults_leaks_nothing(backend: str) -> None:
     assert peak <= 16
     assert ok > 1000, (ok, fallback, cancelled, errors)
     assert cancelled > 0
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("form", ["call", "async with", "pipeline"])
+async def test_guards_add_their_context_to_a_failure_on_every_path(form: str) -> None:
+    """Regression: the pipeline and `async with` paths used to drop the guard's context."""
+
+    async def down() -> None:
+        raise ConnectionError("down")
+
+    for guard in (Bulkhead(2, name="pool"), RateLimiter(10, name="quota")):
+        with pytest.raises(ConnectionError) as info:
+            if form == "call":
+                await guard.call(down)
+            elif form == "async with":
+                async with guard:
+                    await down()
+            else:
+                await pipeline(guard, Timeout(5)).call(down)
+        context = context_of(info.value)
+        assert context is not None, (form, guard)
+        assert context["policy"] == guard.name

@@ -145,12 +145,8 @@ class Bulkhead(Policy):
         return result
 
     async def __aenter__(self) -> Bulkhead:
-        ledger = self._ledger
-        # unasync: sync-only: with self._lock:
-        # unasync: sync-only:     admitted = ledger.try_admit()
-        admitted = ledger.try_admit()  # unasync: remove
-        if not admitted:
-            await self._wait_for_slot()
+        if self._guard_enter() is MUST_WAIT:
+            await self._guard_wait()
         return self
 
     async def __aexit__(
@@ -159,19 +155,7 @@ class Bulkhead(Policy):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        ledger = self._ledger
-        if isinstance(exc, Exception):
-            self._free(ledger.fail)
-            attach_context(exc, self._context)
-            return
-        if exc is not None:
-            self._free(ledger.cancel)
-            return
-        # unasync: sync-only: with self._lock:
-        # unasync: sync-only:     waiter = ledger.complete()
-        waiter = ledger.complete()  # unasync: remove
-        if waiter is not None:
-            waiter.set()
+        self._guard_exit(None, exc)
 
     # --- the guard protocol, through which a pipeline runs it without a frame of its own ---
 
@@ -195,6 +179,7 @@ class Bulkhead(Policy):
                 waiter.set()
         elif isinstance(error, Exception):
             self._free(ledger.fail)
+            attach_context(error, self._context)
         else:
             self._free(ledger.cancel)
 

@@ -175,12 +175,8 @@ class RateLimiter(Policy):
         return False
 
     async def __aenter__(self) -> RateLimiter:
-        state = self._state
-        # unasync: sync-only: with state.lock:
-        # unasync: sync-only:     took = state.bucket.try_take(1, _backend.current_time())
-        took = state.bucket.try_take(1, _backend.current_time())  # unasync: remove
-        if not took:
-            await self._wait_for_tokens(1)
+        if self._guard_enter() is MUST_WAIT:
+            await self._guard_wait()
         return self
 
     async def __aexit__(
@@ -189,7 +185,7 @@ class RateLimiter(Policy):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        return None  # a token is spent on entry, never given back
+        self._guard_exit(None, exc)
 
     # --- the guard protocol, through which a pipeline runs it without a frame of its own ---
 
@@ -204,7 +200,9 @@ class RateLimiter(Policy):
         await self._wait_for_tokens(1)
 
     def _guard_exit(self, token: None, error: BaseException | None) -> None:
-        return None  # a token is spent on entry, never given back
+        # A token is spent on entry, never given back; an error only gets the context.
+        if isinstance(error, Exception):
+            attach_context(error, self._context)
 
     @staticmethod
     def per_key(

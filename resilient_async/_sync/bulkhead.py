@@ -145,11 +145,8 @@ class Bulkhead(Policy):
         return result
 
     def __enter__(self) -> Bulkhead:
-        ledger = self._ledger
-        with self._lock:
-            admitted = ledger.try_admit()
-        if not admitted:
-            self._wait_for_slot()
+        if self._guard_enter() is MUST_WAIT:
+            self._guard_wait()
         return self
 
     def __exit__(
@@ -158,18 +155,7 @@ class Bulkhead(Policy):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        ledger = self._ledger
-        if isinstance(exc, Exception):
-            self._free(ledger.fail)
-            attach_context(exc, self._context)
-            return
-        if exc is not None:
-            self._free(ledger.cancel)
-            return
-        with self._lock:
-            waiter = ledger.complete()
-        if waiter is not None:
-            waiter.set()
+        self._guard_exit(None, exc)
 
     # --- the guard protocol, through which a pipeline runs it without a frame of its own ---
 
@@ -191,6 +177,7 @@ class Bulkhead(Policy):
                 waiter.set()
         elif isinstance(error, Exception):
             self._free(ledger.fail)
+            attach_context(error, self._context)
         else:
             self._free(ledger.cancel)
 

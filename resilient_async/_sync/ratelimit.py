@@ -175,11 +175,8 @@ class RateLimiter(Policy):
         return False
 
     def __enter__(self) -> RateLimiter:
-        state = self._state
-        with state.lock:
-            took = state.bucket.try_take(1, _backend.current_time())
-        if not took:
-            self._wait_for_tokens(1)
+        if self._guard_enter() is MUST_WAIT:
+            self._guard_wait()
         return self
 
     def __exit__(
@@ -188,7 +185,7 @@ class RateLimiter(Policy):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        return None  # a token is spent on entry, never given back
+        self._guard_exit(None, exc)
 
     # --- the guard protocol, through which a pipeline runs it without a frame of its own ---
 
@@ -202,7 +199,9 @@ class RateLimiter(Policy):
         self._wait_for_tokens(1)
 
     def _guard_exit(self, token: None, error: BaseException | None) -> None:
-        return None  # a token is spent on entry, never given back
+        # A token is spent on entry, never given back; an error only gets the context.
+        if isinstance(error, Exception):
+            attach_context(error, self._context)
 
     @staticmethod
     def per_key(

@@ -15,7 +15,8 @@ import anyio
 from ._async import _backend
 from ._async.policy import Policy
 from ._async.retry import RetryBudget
-from ._core.deadlines import DEADLINE, check_seconds
+from ._core.checks import check_int, check_seconds
+from ._core.deadlines import DEADLINE
 from .classify import DEFAULT, DefaultType, ErrorClass, OnSpec, compile_on
 from .context import attach_context
 from .instrumentation import emit
@@ -68,13 +69,9 @@ class Hedge(Policy):
         name: str | None = None,
     ) -> None:
         self.delay = check_seconds(delay, "delay")
-        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int):
-            raise TypeError(f"max_attempts must be an int, got {max_attempts!r}")
-        if max_attempts < 1:
-            raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
         if budget is not None and not isinstance(budget, RetryBudget):
             raise TypeError(f"budget must be a RetryBudget or None, got {budget!r}")
-        self.max_attempts = max_attempts
+        self.max_attempts = check_int(max_attempts, "max_attempts", 1)
         self._matches = compile_on(on, default=_DEFAULT_ON)
         self._budget = budget
         self.name = name

@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import NoReturn, ParamSpec, TypeVar
 
 from .._core.bulkhead import BulkheadLedger, BulkheadMetrics
-from .._core.deadlines import check_seconds
+from .._core.checks import check_int, check_seconds
 from ..context import PreparedFields, attach_context
 from ..errors import BulkheadFullError
 from ..instrumentation import emit
@@ -77,8 +77,8 @@ class Bulkhead(Policy):
         max_wait: float | None = None,
         name: str | None = None,
     ) -> None:
-        self.max_concurrent = _check_count(max_concurrent, "max_concurrent", 1)
-        self.max_queue = _check_count(max_queue, "max_queue", 0)
+        self.max_concurrent = check_int(max_concurrent, "max_concurrent", 1)
+        self.max_queue = check_int(max_queue, "max_queue", 0)
         self.max_wait = None if max_wait is None else check_seconds(max_wait, "max_wait")
         self.name = name
         self._wait_limit = math.inf if self.max_wait is None else self.max_wait
@@ -316,11 +316,3 @@ class KeyedBulkhead(Keyed[K, Bulkhead]):
 
 def _bulkhead_is_idle(bulkhead: Bulkhead, now: float) -> bool:
     return bulkhead._ledger.is_idle()
-
-
-def _check_count(value: int, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value

@@ -6,7 +6,7 @@ from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 from .._core.bulkhead import KeyedRegistry
-from .._core.deadlines import check_seconds
+from .._core.checks import check_int, check_seconds
 from . import _backend
 
 __all__ = ["Keyed"]
@@ -32,12 +32,8 @@ class Keyed(Generic[K, G]):
         max_keys: int,
         idle_ttl: float,
     ) -> None:
-        if isinstance(max_keys, bool) or not isinstance(max_keys, int):
-            raise TypeError(f"max_keys must be an int >= 1, got {max_keys!r}")
-        if max_keys < 1:
-            raise ValueError(f"max_keys must be >= 1, got {max_keys}")
         self.name = name
-        self.max_keys = max_keys
+        self.max_keys = check_int(max_keys, "max_keys", 1)
         self._registry: KeyedRegistry[K, G] = KeyedRegistry(
             build, is_idle, max_keys=max_keys, idle_ttl=check_seconds(idle_ttl, "idle_ttl")
         )

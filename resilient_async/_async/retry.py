@@ -22,7 +22,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
 
 from .._core.budget import RetryBudgetState, check_budget_config
-from .._core.deadlines import DEADLINE, check_seconds
+from .._core.checks import check_seconds
+from .._core.deadlines import DEADLINE
 from ..backoff import Backoff, exponential
 from ..classify import DEFAULT, DefaultType, ErrorClass, OnSpec, compile_on, retry_after
 from ..context import attach_context

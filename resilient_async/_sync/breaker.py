@@ -32,7 +32,7 @@ from .._core.breaker import (
     NeedsTime,
     Transition,
 )
-from .._core.deadlines import check_seconds
+from .._core.checks import check_int, check_seconds
 from .._core.window import CountWindow, TimeWindow, Window
 from ..classify import DEFAULT, DefaultType, ErrorClass, OnSpec, compile_on
 from ..context import PreparedFields, attach_context
@@ -150,8 +150,8 @@ class CircuitBreaker(Policy):
         failure_rate = _check_rate(failure_rate, "failure_rate")
         slow_call_rate = _check_rate(slow_call_rate, "slow_call_rate")
         window = _check_window(window, window_type)
-        min_calls = _check_int(min_calls, "min_calls", 0)
-        half_open_calls = _check_int(half_open_calls, "half_open_calls", 1)
+        min_calls = check_int(min_calls, "min_calls", 0)
+        half_open_calls = check_int(half_open_calls, "half_open_calls", 1)
         open_for = check_seconds(open_for, "open_for")
         if slow_call_duration is not None:
             slow_call_duration = check_seconds(slow_call_duration, "slow_call_duration")
@@ -460,14 +460,6 @@ def _check_rate(value: float, param: str) -> float:
     if not 0.0 < value <= 1.0:  # also rejects NaN
         raise ValueError(f"{param} must be in (0, 1], got {value!r}")
     return float(value)
-
-
-def _check_int(value: int, param: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{param} must be an int >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{param} must be >= {minimum}, got {value!r}")
-    return value
 
 
 def _check_window(window: float, window_type: str) -> float:

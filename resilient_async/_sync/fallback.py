@@ -16,6 +16,7 @@ from collections.abc import Callable, Hashable
 from contextvars import ContextVar
 from typing import Any, Generic, ParamSpec, TypeVar, cast
 
+from .._core.checks import check_int, check_positive
 from ..classify import DEFAULT, DefaultType, ErrorClass, OnSpec, classify, compile_on
 from ..context import attach_context
 from ..instrumentation import emit
@@ -119,9 +120,8 @@ class Fallback(Policy, Generic[R]):
             ValueError: `ttl` <= 0 or `max_entries` < 1.
             TypeError: `key` is not callable.
         """
-        ttl = _positive(ttl, "ttl")
-        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
-            raise ValueError(f"max_entries must be an int >= 1, got {max_entries!r}")
+        ttl = check_positive(ttl, "ttl")
+        max_entries = check_int(max_entries, "max_entries", 1)
         if key is not None and not callable(key):
             raise TypeError(f"key must be a callable returning a hashable key, got {key!r}")
         fallback: Fallback[Any] = Fallback(value=None, on=on, name=name)
@@ -183,12 +183,6 @@ class Fallback(Policy, Generic[R]):
             raise exc
         emit("fallback.used", self.name, exception=exc, stale=True)
         return value
-
-
-def _positive(value: float, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"{name} must be a number of seconds > 0, got {value!r}")
-    return float(value)
 
 
 class _LastGood:

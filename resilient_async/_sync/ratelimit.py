@@ -18,7 +18,8 @@ from types import TracebackType
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
 from .._core.bucket import Reservation, TokenBucket
-from .._core.deadlines import DEADLINE, check_seconds
+from .._core.checks import check_positive, check_seconds
+from .._core.deadlines import DEADLINE
 from ..context import PreparedFields, attach_context
 from ..errors import RateLimitedError
 from ..instrumentation import emit
@@ -81,8 +82,8 @@ class RateLimiter(Policy):
         name: str | None = None,
         store: MemoryStore | None = None,
     ) -> None:
-        self.rate = _check_positive(rate, "rate")
-        self.per = _check_positive(per, "per")
+        self.rate = check_positive(rate, "rate")
+        self.per = check_positive(per, "per")
         if burst is None:
             burst = max(self.rate, 1.0)
         elif isinstance(burst, bool) or not isinstance(burst, int | float):
@@ -373,11 +374,3 @@ def _wake(reservations: list[Reservation]) -> None:
         event: Any = reservation.handle
         if event is not None:
             event.set()
-
-
-def _check_positive(value: float, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number > 0, got {value!r}")
-    if not 0 < value < math.inf:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)

@@ -21,7 +21,8 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import ParamSpec, TypeVar
 
-from .._core.deadlines import DEADLINE, check_seconds
+from .._core.checks import check_seconds
+from .._core.deadlines import DEADLINE
 from ..context import attach_context
 from ..errors import DeadlineExceeded
 from ..instrumentation import emit

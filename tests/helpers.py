@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 import trio
@@ -47,7 +47,3 @@ class Recorder:
 
     def of(self, kind: str) -> list[Event]:
         return [e for e in self.events if e.kind == kind]
-
-
-def fields(event: Event) -> dict[str, Any]:
-    return dict(event.fields)

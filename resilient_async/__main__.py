@@ -1,4 +1,8 @@
-"""Command line: `python -m resilient_async demo [--backend B] [--seconds S] [--seed N]`."""
+"""Command line of resilient_async.
+
+- `python -m resilient_async demo [--backend B] [--seconds S] [--seed N]`
+- `python -m resilient_async recover JOURNAL_PATH [--dry-run] [--import MODULE ...]`
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,27 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=7, help="seed of the simulated faults")
     demo.add_argument("--clients", type=int, default=40, help="concurrent clients per side")
     demo.add_argument("--quiet", action="store_true", help="print the final table only")
+    recover = commands.add_parser(
+        "recover",
+        help="run the compensations that crashed processes left pending in a journal",
+    )
+    recover.add_argument("journal", metavar="JOURNAL_PATH", help="the SQLiteJournal file")
+    recover.add_argument(
+        "--dry-run", action="store_true", help="only list what would run; change nothing"
+    )
+    recover.add_argument(
+        "--import",
+        dest="modules",
+        metavar="MODULE",
+        action="append",
+        default=[],
+        help="import MODULE first, to register its @compensation functions (repeatable)",
+    )
     args = parser.parse_args(argv)
+    if args.command == "recover":
+        from ._recover_cli import run_recover
+
+        return run_recover(args.journal, dry_run=args.dry_run, modules=args.modules)
     from ._demo import run_demo
 
     if args.seconds <= 0 or args.clients < 1:

@@ -16,11 +16,13 @@ import inspect
 import math
 import sys
 from asyncio import events as _events
+from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 
 from .._core.deadlines import DEADLINE
 from ..errors import DeadlineExceeded
@@ -35,6 +37,9 @@ __all__ = [
     "current_time",
     "is_cancellation",
     "remaining_until",
+    "require_asyncio",
+    "run_in_thread",
+    "run_to_completion",
     "shielded",
     "sleep",
     "wait_event",
@@ -42,6 +47,8 @@ __all__ = [
 ]
 
 IS_ASYNC: Final = True
+
+T = TypeVar("T")
 
 _get_running_loop = _events._get_running_loop
 _CancelledError = asyncio.CancelledError
@@ -116,6 +123,61 @@ class Lock:
 
 
 Event = anyio.Event
+
+
+async def run_to_completion(fn: Callable[[], Awaitable[T]]) -> T:
+    """Run `await fn()` to its end even if this task is cancelled meanwhile.
+
+    For cleanup that must finish (a rollback, compensations). A cancellation that arrives
+    meanwhile is not lost: it is raised once `fn` is done (its result is then dropped, and
+    an error it raised becomes the cancellation's `__context__`). On trio the call runs in a
+    shielded scope. On asyncio it also runs in a shielded scope, against anyio's cancel
+    scopes, and in a task of its own (a copy of this task's context) that this task awaits
+    through `asyncio.shield`: a native `Task.cancel()` (from `asyncio.timeout`, a `TaskGroup`,
+    a deadline) cannot interrupt it either.
+    """
+    loop = _get_running_loop()
+    if loop is None:
+        with anyio.CancelScope(shield=True):
+            result = await fn()
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        return result
+    inner = loop.create_task(_awaited(fn))
+    cancelled: BaseException | None = None
+    with anyio.CancelScope(shield=True):
+        while not inner.done():
+            try:
+                await asyncio.wait((inner,))  # a cancelled wait leaves `inner` running
+            except _CancelledError as exc:
+                cancelled = exc  # held until the call is done
+    if cancelled is not None:
+        if not inner.cancelled() and inner.exception() is not None:
+            cancelled.__context__ = inner.exception()
+        raise cancelled
+    await anyio.lowlevel.checkpoint_if_cancelled()
+    return inner.result()
+
+
+async def _awaited(fn: Callable[[], Awaitable[T]]) -> T:
+    return await fn()
+
+
+async def run_in_thread(fn: Callable[..., T], *args: object) -> T:
+    """Run the blocking `fn(*args)` in a worker thread, off the event loop, and return its result.
+
+    The thread cannot be interrupted: a cancellation waits for it to finish.
+    """
+    return await anyio.to_thread.run_sync(fn, *args)
+
+
+def require_asyncio(what: str) -> None:
+    """Raise a clear `RuntimeError` unless asyncio runs here (for asyncio-only drivers).
+
+    Raises:
+        RuntimeError: trio runs here; `what` names the operation that needs asyncio.
+    """
+    if _get_running_loop() is None:
+        raise RuntimeError(f"{what} needs asyncio: the database drivers it uses are asyncio-only")
 
 
 class DeadlineScope:

@@ -12,8 +12,9 @@ import inspect
 import math
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from .._core.deadlines import DEADLINE
 from ..errors import DeadlineExceeded
@@ -28,6 +29,9 @@ __all__ = [
     "current_time",
     "is_cancellation",
     "remaining_until",
+    "require_asyncio",
+    "run_in_thread",
+    "run_to_completion",
     "shielded",
     "sleep",
     "wait_event",
@@ -35,6 +39,8 @@ __all__ = [
 ]
 
 IS_ASYNC: Final = False
+
+T = TypeVar("T")
 
 current_time = time.monotonic
 
@@ -70,6 +76,20 @@ def shielded() -> _NoShield:
 
 Lock = threading.Lock
 Event = threading.Event
+
+
+def run_to_completion(fn: Callable[[], T]) -> T:
+    """Run `fn()`: nothing cancels sync code from outside, so it always runs to its end."""
+    return fn()
+
+
+def run_in_thread(fn: Callable[..., T], *args: object) -> T:
+    """Run the blocking `fn(*args)` in this thread: sync code has no event loop to keep free."""
+    return fn(*args)
+
+
+def require_asyncio(what: str) -> None:
+    """Nothing to check: sync code runs on no event loop."""
 
 
 class DeadlineScope:

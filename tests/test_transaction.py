@@ -126,7 +126,8 @@ async def test_cancel_sweep_over_the_block() -> None:
                 await saga.run(tx)
             completed = True
         if completed:
-            assert saga.undone == [] and saga.done == [0, 1, 2]
+            assert saga.undone == []
+            assert saga.done == [0, 1, 2]
             assert k >= 3
             break
         assert scope.cancelled_caught
@@ -214,7 +215,8 @@ async def test_native_task_cancel_during_a_compensation_is_held_until_the_end() 
     saga.check_compensated()
     assert saga.undone == [1, 0]
     current = asyncio.current_task()
-    assert current is not None and current.cancelling() == 0
+    assert current is not None
+    assert current.cancelling() == 0
 
 
 async def test_compensations_get_their_own_time_after_fail_after() -> None:

@@ -16,11 +16,13 @@ API_NAMES = {
     "SupervisorGaveUp", "Timeout", "backoff", "classify", "context_of", "current_context",
     "current_deadline", "deadline", "deadline_at", "degraded", "error_context", "instrumentation",
     "pipeline", "remaining", "retry", "retry_after", "set_classifier", "stores", "use_classifier",
+    "Transaction", "SQLiteJournal", "compensation", "recover",
 }  # fmt: skip
 SYNC_NAMES = {
     "Retry", "retry", "CircuitBreaker", "Bulkhead", "RateLimiter", "Timeout", "deadline",
     "Fallback", "pipeline", "classify", "error_context", "backoff", "DeadlineExceeded",
     "ResilienceError", "CircuitOpenError", "BulkheadFullError", "RateLimitedError",
+    "Transaction", "CompensationError",
 }  # fmt: skip
 ASYNC_ONLY = {"Hedge", "SupervisorGaveUp", "get_classifier", "instrumentation", "stores"}
 
@@ -41,7 +43,9 @@ def test_the_api_contract_names_are_exported() -> None:
 
 def test_sync_twin_mirrors_the_async_names() -> None:
     assert set(ra.__all__) - ASYNC_ONLY == set(ra_sync.__all__) - ASYNC_ONLY
-    for name in ("Retry", "CircuitBreaker", "Bulkhead", "RateLimiter", "Timeout", "Fallback"):
+    for name in (
+        "Retry", "CircuitBreaker", "Bulkhead", "RateLimiter", "Timeout", "Fallback", "Transaction"
+    ):  # fmt: skip
         async_sig = inspect.signature(getattr(ra, name))
         sync_sig = inspect.signature(getattr(ra_sync, name))
         assert list(async_sig.parameters) == list(sync_sig.parameters), name

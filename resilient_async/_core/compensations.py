@@ -24,7 +24,9 @@ def encode_arguments(args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
     Raises:
         TypeError: An argument cannot be carried by JSON unchanged; the message names it.
     """
-    for where, value in (*((f"argument {i}", v) for i, v in enumerate(args)), *kwargs.items()):
+    named = [(f"argument {i}", v) for i, v in enumerate(args)]
+    named += [(f"keyword argument {k!r}", v) for k, v in kwargs.items()]
+    for where, value in named:
         try:
             text = json.dumps(value, allow_nan=False)
         except (TypeError, ValueError) as exc:

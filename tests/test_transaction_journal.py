@@ -103,8 +103,11 @@ async def test_a_clean_rollback_compensates_and_empties_the_journal(tmp_path: Pa
     assert await _clean_rollback_state(tmp_path) == CLEAN
 
 
-async def test_a_record_is_durable_when_on_rollback_returns(journal_path: str, world: str) -> None:
-    with ra.SQLiteJournal(journal_path) as journal:
+@pytest.mark.parametrize("synchronous", ["full", "normal"])
+async def test_a_record_is_durable_when_on_rollback_returns(
+    journal_path: str, world: str, synchronous: str
+) -> None:
+    with ra.SQLiteJournal(journal_path, synchronous=synchronous) as journal:
         with pytest.raises(ValueError):
             async with ra.Transaction("order", journal=journal) as tx:
                 tx.on_rollback(worker.release_stock, world, "book")
@@ -239,6 +242,8 @@ async def test_bad_input_is_refused_at_the_call_and_nothing_is_lost(
         ra.SQLiteJournal(":memory:")
     with pytest.raises(TypeError, match="path"):
         ra.SQLiteJournal(3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="synchronous must be 'full' or 'normal'"):
+        ra.SQLiteJournal(journal_path, synchronous="off")
     with pytest.raises(TypeError, match="journal"):
         await ra.recover("journal.db")  # type: ignore[arg-type]
 

@@ -359,10 +359,15 @@ class SQLiteJournal:
                 db.execute("ROLLBACK")
                 raise
         if not dry_run:
-            for owner in dead:
-                if owner is not None:
-                    _remove_owner_file(self._owners_dir, owner)
+            self._sweep_dead_owner_files()
         return ids, rows
+
+    def _sweep_dead_owner_files(self) -> None:
+        """Remove the lock files of owners that died (with or without open transactions)."""
+        for path in self._owners_dir.glob("*.lock"):
+            owner = path.name.removesuffix(".lock")
+            if not self._owner_alive(owner):
+                _remove_owner_file(self._owners_dir, owner)
 
     def release(self, transaction: str) -> None:
         """Give up a claimed transaction: a later recovery (in any process) may take it."""
@@ -406,13 +411,22 @@ def _lock_owner_file(directory: Path, owner: str) -> int:
     except ImportError:  # pragma: no cover - not POSIX
         raise RuntimeError("SQLiteJournal needs POSIX file locks (fcntl.flock)") from None
     directory.mkdir(exist_ok=True)
-    fd = os.open(directory / f"{owner}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BaseException:
+    path = directory / f"{owner}.lock"
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            # Blocking: a recovery checking liveness holds the lock for an instant only.
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                    return fd
+            except FileNotFoundError:
+                pass
+        except BaseException:
+            os.close(fd)
+            raise
+        # A recovery swept the file away before it was locked (it looked dead): make it anew.
         os.close(fd)
-        raise
-    return fd
 
 
 def _unlock_owner_file(directory: Path, owner: str, fd: int) -> None:

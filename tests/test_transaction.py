@@ -236,6 +236,23 @@ async def test_compensations_get_their_own_time_after_fail_after() -> None:
     assert seen[1] - start == pytest.approx(12)
 
 
+@asyncio_only
+async def test_compensations_get_their_own_time_after_asyncio_timeout() -> None:
+    done: list[float] = []
+
+    async def slow_undo() -> None:
+        await asyncio.sleep(10)
+        done.append(anyio.current_time())
+
+    start = anyio.current_time()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(2):
+            async with ra.Transaction() as tx:
+                tx.on_rollback(slow_undo)
+                await asyncio.sleep(5)
+    assert done == [pytest.approx(start + 12)]
+
+
 async def test_compensations_get_their_own_time_after_ra_deadline() -> None:
     done: list[float] = []
 

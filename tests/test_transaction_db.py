@@ -211,3 +211,25 @@ async def test_enlisting_twice_is_refused_and_the_first_enlistment_stays(db: Any
         assert await db.count() == 0
     finally:
         await conn.close()
+
+
+@pytest.mark.postgres
+async def test_a_pooled_asyncpg_connection_can_be_enlisted() -> None:
+    table = f"ra_tx_pool_{uuid.uuid4().hex[:12]}"
+    async with asyncpg.create_pool(
+        host="127.0.0.1", user="postgres", database="test", min_size=1, max_size=1
+    ) as pool:
+        await pool.execute(f"CREATE TABLE {table} (value INTEGER)")
+        try:
+            async with pool.acquire() as conn:
+                with pytest.raises(ValueError):
+                    async with ra.Transaction() as tx:
+                        await tx.enlist(conn)
+                        await conn.execute(f"INSERT INTO {table} VALUES (1)")
+                        raise ValueError("x")
+                async with ra.Transaction() as tx:
+                    await tx.enlist(conn)
+                    await conn.execute(f"INSERT INTO {table} VALUES (2)")
+            assert await pool.fetch(f"SELECT value FROM {table}") == [(2,)]
+        finally:
+            await pool.execute(f"DROP TABLE {table}")

@@ -155,7 +155,7 @@ class Transaction:
                 f"{fn!r}; use resilient_async.Transaction in async code"
             )
         self._check_active("on_rollback")
-        name = getattr(fn, "__qualname__", None) or repr(fn)
+        name: str | None = None  # the registered name; else the qualified name, when needed
         sequence = -1
         journal = self.journal
         if journal is not None:
@@ -163,7 +163,7 @@ class Transaction:
             if registered is None:
                 raise ValueError(
                     f"with a journal, a compensation must be registered by name with "
-                    f"@compensation('...') so that recovery can find it; {name} is not"
+                    f"@compensation('...') so that recovery can find it; {fn!r} is not"
                 )
             arguments = encode_arguments(args, kwargs)
             root = self._root
@@ -209,9 +209,10 @@ class Transaction:
             raise RuntimeError(f"{self!r} was already entered: use a new Transaction per block")
         parent = _CURRENT.get()
         if parent is None:
-            self._id = uuid.uuid4().hex
-            if self.journal is not None and not self.journal.is_open:
-                _backend.run_in_thread(self.journal.open)
+            if self.journal is not None:
+                self._id = uuid.uuid4().hex
+                if not self.journal.is_open:
+                    _backend.run_in_thread(self.journal.open)
         else:
             self._join(parent)
             if parent._connections:
@@ -233,7 +234,12 @@ class Transaction:
         self._state = "done"
         self._leave()
         if exc is None:
-            failure = _backend.run_to_completion(self._commit)
+            # Without connections there is nothing to await, nor to shield.
+            if self._connections:
+                failure = _backend.run_to_completion(self._commit)
+            else:
+                self._hand_over()
+                failure = None
             if failure is None:
                 if self._parent is None and self._next_sequence:
                     _backend.run_in_thread(self._journal().finish, self._id)
@@ -316,9 +322,13 @@ class Transaction:
                     parent._connections.append(enlisted)  # committed when the parent is
         except Exception as failure:
             return failure
-        if parent is not None:
-            parent._steps.extend(self._steps)
+        self._hand_over()
         return None
+
+    def _hand_over(self) -> None:
+        """Give a nested transaction's compensations to its parent, once it has committed."""
+        if self._parent is not None:
+            self._parent._steps.extend(self._steps)
 
     def _roll_back_connections(self) -> None:
         for enlisted in reversed(self._connections):
@@ -336,12 +346,12 @@ class Transaction:
         root_id = self._root._id
         token = DEADLINE.set(math.inf)  # its own time: not the deadline the block exceeded
         try:
-            with error_context(transaction=self.name):
+            with error_context(**({} if self.name is None else {"transaction": self.name})):
                 for step in reversed(self._steps):
                     failure = run_compensation(
                         step.fn, step.args, step.kwargs, self.compensation_retry
                     )
-                    _report(self.name, step.name, failure, failures)
+                    _report(self.name, step.label, failure, failures)
                     if journal is not None and step.sequence >= 0:
                         _settle(journal, root_id, step.sequence)
         finally:
@@ -416,7 +426,7 @@ class _Step:
         fn: Callable[..., Any],
         args: Sequence[Any],
         kwargs: Mapping[str, Any],
-        name: str,
+        name: str | None,
         sequence: int,
     ) -> None:
         self.fn = fn
@@ -424,6 +434,13 @@ class _Step:
         self.kwargs = kwargs
         self.name = name
         self.sequence = sequence  # its number in the journal, -1 when not journaled
+
+    @property
+    def label(self) -> str:
+        """The name for events and error context."""
+        if self.name is not None:
+            return self.name
+        return getattr(self.fn, "__qualname__", None) or repr(self.fn)
 
 
 class _Enlisted:

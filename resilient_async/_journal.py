@@ -15,6 +15,7 @@ never be mistaken for a new process that reused the pid.
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import sqlite3
@@ -137,6 +138,10 @@ class RecoveredCompensation:
         )
 
 
+class JournalPathError(FileNotFoundError, ValueError):
+    """The directory of a journal's path does not exist: a missing file and a bad value."""
+
+
 _SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
 
 _SCHEMA = """
@@ -184,7 +189,8 @@ class SQLiteJournal:
         TypeError: `path` is not a str or path-like.
         ValueError: `path` is empty or `":memory:"` (a journal must outlive the process), or
             `synchronous` is not `"full"` or `"normal"`.
-        FileNotFoundError: The directory of `path` does not exist.
+        FileNotFoundError: The directory of `path` does not exist (the error is also a
+            `ValueError`: a bad value of `path`).
         IsADirectoryError: `path` is a directory.
     """
 
@@ -198,8 +204,9 @@ class SQLiteJournal:
             raise ValueError(f"path must name a file (a journal outlives its process): {text!r}")
         resolved = Path(text).absolute()
         if not resolved.parent.is_dir():
-            raise FileNotFoundError(
-                f"path {text!r}: its directory {str(resolved.parent)!r} does not exist"
+            raise JournalPathError(
+                errno.ENOENT,
+                f"path {text!r}: its directory {str(resolved.parent)!r} does not exist",
             )
         if resolved.is_dir():
             raise IsADirectoryError(f"path {text!r} is a directory; give a file path")

@@ -151,6 +151,7 @@ async def test_recover_after_sigkill_mid_transaction(
         ]
         assert {line.owner_pid for line in lines} == {process.pid}
         assert await ra.recover(journal) == []  # idempotent
+        assert await ra.recover(journal_path) == []  # a path works too
     assert recorder.kinds() == ["compensation.ran"] * 3
     assert next(e.compensation for e in recorder.events) == "worker.cancel_shipment"
     assert _journal_rows(journal_path) == []
@@ -245,7 +246,9 @@ async def test_bad_input_is_refused_at_the_call_and_nothing_is_lost(
     with pytest.raises(ValueError, match="synchronous must be 'full' or 'normal'"):
         ra.SQLiteJournal(journal_path, synchronous="off")
     with pytest.raises(TypeError, match="journal"):
-        await ra.recover("journal.db")  # type: ignore[arg-type]
+        await ra.recover(3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="does not exist"):  # also a FileNotFoundError
+        await ra.recover(tmp_path / "missing" / "journal.db")
 
     def not_registered(x: int) -> None:
         raise AssertionError("never runs")

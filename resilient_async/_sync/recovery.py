@@ -11,6 +11,7 @@ same transactions over and goes on where it stopped.
 from __future__ import annotations
 
 import inspect
+import os
 from functools import partial
 
 from .._core.compensations import JournalRow, decode_arguments, plan_recovery
@@ -25,7 +26,7 @@ __all__ = ["recover"]
 
 
 def recover(
-    journal: SQLiteJournal,
+    journal: SQLiteJournal | str | os.PathLike[str],
     *,
     dry_run: bool = False,
     compensation_retry: Retry | None = None,
@@ -44,7 +45,7 @@ def recover(
     idempotent.
 
     Args:
-        journal: The journal to recover.
+        journal: The journal to recover, or its path (opened and closed here).
         dry_run: Only list what would run; claim and run nothing.
         compensation_retry: A `Retry` to run each compensation under.
 
@@ -52,12 +53,20 @@ def recover(
         One line per compensation: run, failed, pending (dry run) or unregistered.
 
     Raises:
-        TypeError: `journal` is not a `SQLiteJournal`, or `compensation_retry` not a `Retry`.
+        TypeError: `journal` is not a `SQLiteJournal` or a path, or `compensation_retry` is
+            not a `Retry`.
+        FileNotFoundError: `journal` is a path in a directory that does not exist.
     """
-    if not isinstance(journal, SQLiteJournal):
-        raise TypeError(f"journal must be a SQLiteJournal, got {journal!r}")
     if compensation_retry is not None and not isinstance(compensation_retry, Retry):
         raise TypeError(f"compensation_retry must be a Retry, got {compensation_retry!r}")
+    if isinstance(journal, str | os.PathLike):
+        opened = SQLiteJournal(journal)
+        try:
+            return recover(opened, dry_run=dry_run, compensation_retry=compensation_retry)
+        finally:
+            _backend.run_in_thread(opened.close)
+    if not isinstance(journal, SQLiteJournal):
+        raise TypeError(f"journal must be a SQLiteJournal or a path, got {journal!r}")
     if not journal.is_open:
         _backend.run_in_thread(journal.open)
     claimed, rows = _backend.run_in_thread(partial(journal.claim_abandoned, dry_run=dry_run))

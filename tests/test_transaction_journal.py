@@ -339,3 +339,27 @@ async def test_cli_recover_prints_a_table_and_dry_run_changes_nothing(
     bad = _cli(str(Path(journal_path).parent / "nowhere" / "j.db"))
     assert bad.returncode == 2
     assert "does not exist" in bad.stderr
+
+
+async def test_a_cancel_during_a_journaled_rollback_cuts_nothing_short(journal_path: str) -> None:
+    ran: list[int] = []
+    scope = anyio.CancelScope()
+
+    @ra.compensation("test.cancelling_undo")
+    async def undo(step: int) -> None:
+        if step == 2:
+            scope.cancel()  # the enclosing scope is cancelled during the rollback
+        await anyio.sleep(0.01)  # a checkpoint: it would be interrupted if not shielded
+        ran.append(step)
+
+    with ra.SQLiteJournal(journal_path) as journal:
+        with scope:
+            with pytest.raises(ValueError):
+                async with ra.Transaction(journal=journal) as tx:
+                    for step in range(3):
+                        tx.on_rollback(undo, step)
+                    raise ValueError("x")
+            pytest.fail("the cancellation was lost")  # pragma: no cover
+        assert scope.cancelled_caught
+        assert ran == [2, 1, 0]
+        assert _journal_rows(journal_path) == []  # every record crossed out, shielded too

@@ -11,7 +11,22 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["JournalRow", "RecoveryPlan", "decode_arguments", "encode_arguments", "plan_recovery"]
+__all__ = [
+    "JournalArgumentError",
+    "JournalRow",
+    "RecoveryPlan",
+    "decode_arguments",
+    "encode_arguments",
+    "plan_recovery",
+]
+
+
+class JournalArgumentError(TypeError, ValueError):
+    """Refuse a compensation that cannot be journaled: unregistered, or bad JSON arguments.
+
+    Both a `TypeError` (what `json` raises for an object it cannot encode) and a `ValueError`
+    (a bad argument value), so that either `except` catches it.
+    """
 
 
 def encode_arguments(args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
@@ -22,7 +37,8 @@ def encode_arguments(args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
     NaN not at all.
 
     Raises:
-        TypeError: An argument cannot be carried by JSON unchanged; the message names it.
+        JournalArgumentError: An argument cannot be carried by JSON unchanged; the message
+            names it.
     """
     named = [(f"argument {i}", v) for i, v in enumerate(args)]
     named += [(f"keyword argument {k!r}", v) for k, v in kwargs.items()]
@@ -30,13 +46,13 @@ def encode_arguments(args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
         try:
             text = json.dumps(value, allow_nan=False)
         except (TypeError, ValueError) as exc:
-            raise TypeError(
+            raise JournalArgumentError(
                 f"a journaled compensation's arguments must be JSON values (str, int, float, "
                 f"bool, None, lists and str-keyed dicts of them); {where} = {value!r} is not: "
                 f"{exc}"
             ) from None
         if json.loads(text) != value:
-            raise TypeError(
+            raise JournalArgumentError(
                 f"a journaled compensation's arguments must come back unchanged from JSON "
                 f"(use lists, not tuples; str dict keys); {where} = {value!r} would not"
             )

@@ -26,7 +26,7 @@ from functools import partial
 from types import TracebackType
 from typing import Any
 
-from .._core.compensations import encode_arguments
+from .._core.compensations import JournalArgumentError, encode_arguments
 from .._core.deadlines import DEADLINE
 from .._journal import SQLiteJournal, name_of
 from ..context import attach_context, error_context
@@ -143,8 +143,9 @@ class Transaction:
         here so that nothing can come between the step and its record).
 
         Raises:
-            TypeError: `fn` is not callable, or an argument cannot be carried by JSON.
-            ValueError: With a journal, `fn` is not registered by name.
+            TypeError: `fn` is not callable.
+            ValueError: With a journal, `fn` is not registered by name, or an argument cannot
+                be carried by JSON (the error is a `TypeError` too).
             RuntimeError: Called outside the transaction's block.
         """
         if not callable(fn):
@@ -161,7 +162,7 @@ class Transaction:
         if journal is not None:
             registered = name_of(fn)
             if registered is None:
-                raise ValueError(
+                raise JournalArgumentError(
                     f"with a journal, a compensation must be registered by name with "
                     f"@compensation('...') so that recovery can find it; {fn!r} is not"
                 )

@@ -2,8 +2,8 @@
 
 """Transactions with compensations: undo what a failed block did, exactly once, in reverse.
 
-`async with Transaction() as tx:` collects compensations (`tx.on_rollback`) and database
-connections (`await tx.enlist(conn)`). When the block succeeds, the connections commit and the
+A `Transaction` block collects compensations (`tx.on_rollback`) and database connections
+(`tx.enlist(conn)`). When the block succeeds, the connections commit and the
 compensations are dropped. When it fails or is cancelled, the connections roll back, then each
 compensation runs once, newest first, to its end: shielded from cancellation, without the
 failed block's deadline, in the transaction's error context. A nested `Transaction` takes a
@@ -75,7 +75,7 @@ class Transaction:
     Raises:
         TypeError: An argument is of the wrong type.
 
-    Example:
+    Example (sync code: a plain `with`, and no `await`):
         ```python
         async with ra.Transaction("order") as tx:
             await inventory.reserve(sku, 1)
@@ -137,10 +137,11 @@ class Transaction:
         """Register `fn(*args, **kwargs)` to run if the transaction rolls back.
 
         Register a step's compensation right after the step has completed: compensations run
-        newest first. `fn` may be a plain or an async callable. With a journal, `fn` must be
-        registered with `@compensation` and its arguments must be JSON values; the record is
-        synced to disk before this returns (a blocking write of about a millisecond, done
-        here so that nothing can come between the step and its record).
+        newest first. `fn` is a plain callable, or in async code also an async one. With a
+        journal, `fn` must be registered with `@compensation` and its arguments must be JSON
+        values; the record is committed (and, with `synchronous="full"`, fsynced) before this
+        returns. That write blocks the calling thread for one commit, so that nothing can
+        come between the step and its record.
 
         Raises:
             TypeError: `fn` is not callable.
@@ -271,8 +272,7 @@ class Transaction:
     def _check_active(self, what: str) -> None:
         if self._state != "active":
             raise RuntimeError(
-                f"{what} is for the transaction's block (`async with Transaction() as tx:`); "
-                f"{self!r} is not in it"
+                f"{what} can only be used inside the transaction's block; {self!r} is not in it"
             )
 
     def _journal(self) -> SQLiteJournal:

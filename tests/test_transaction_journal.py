@@ -363,3 +363,22 @@ async def test_a_cancel_during_a_journaled_rollback_cuts_nothing_short(journal_p
         assert scope.cancelled_caught
         assert ran == [2, 1, 0]
         assert _journal_rows(journal_path) == []  # every record crossed out, shielded too
+
+
+async def test_two_recoveries_at_once_run_each_compensation_once(
+    journal_path: str, world: str
+) -> None:
+    _crash_a_saga(journal_path, world)
+    results: list[list[str]] = []
+
+    async def recover_with_a_journal_of_its_own() -> None:
+        with ra.SQLiteJournal(journal_path) as journal:
+            results.append([line.outcome for line in await ra.recover(journal)])
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(recover_with_a_journal_of_its_own)
+        tg.start_soon(recover_with_a_journal_of_its_own)
+    assert sorted(results) == [[], ["ran", "ran", "ran"]]
+    assert worker.world_state(world) == CLEAN
+    # The dead owners' lock files were swept; the recoveries' own went with close().
+    assert list(Path(journal_path + ".owners").iterdir()) == []

@@ -91,9 +91,7 @@ def parse(text: str, page: str) -> list[Block]:
             continue
         if m := _FENCE.match(line):
             indent, fence, lang = len(m["indent"]), m["fence"], m["lang"].lower()
-            end = _find(
-                lines, i + 1, lambda s: s.strip().startswith(fence), page, f"{fence} fence"
-            )
+            end = _find(lines, i + 1, lambda s: s.strip().startswith(fence), page, f"{fence} fence")
             body = "\n".join(raw[indent:] for raw in lines[i + 1 : end])
             if pending is not None:
                 if lang not in RUNNABLE:
@@ -107,7 +105,9 @@ def parse(text: str, page: str) -> list[Block]:
             i = end + 1
             continue
         if pending is not None and line.strip():
-            raise ValueError(f"{page}:{pending[0]}: a not-run marker must come right before a block")
+            raise ValueError(
+                f"{page}:{pending[0]}: a not-run marker must come right before a block"
+            )
         i += 1
     if pending is not None:
         raise ValueError(f"{page}:{pending[0]}: a not-run marker with no block after it")
@@ -265,7 +265,7 @@ def test_failure_names_page_block_and_line(tmp_path: Path) -> None:
         run_page(page, tmp_path)
     message = str(info.value)
     assert "docs/probe.md, python block #2 starting at line 8" in message
-    assert 'line 9' in message  # the traceback points at the Markdown line
+    assert "line 9" in message  # the traceback points at the Markdown line
     assert "not-run" in message
 
 

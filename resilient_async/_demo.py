@@ -34,7 +34,7 @@ import anyio
 from . import backoff
 from ._async.breaker import BreakerState, CircuitBreaker
 from ._async.fallback import Fallback
-from ._async.pipeline import pipeline
+from ._async.pipeline import Pipeline, pipeline
 from ._async.retry import Retry, RetryBudget
 from ._async.timeout import Timeout
 from .classify import ErrorClass
@@ -51,6 +51,7 @@ PHASES = (
     ("down", 0.25, "every call is refused or hangs"),
     ("recovered", 0.2, "answers in 10-30 ms again"),
 )
+_PHASE_TEXT = {name: what for name, _, what in PHASES}
 DEFAULT_ANSWER = "default"
 NAIVE_TIMEOUT = 5.0
 REQUEST_DEADLINE = 1.0
@@ -202,7 +203,7 @@ async def _client(
         await anyio.sleep(THINK)
 
 
-def build_pipeline(seconds: float) -> tuple[Any, CircuitBreaker]:
+def build_pipeline(seconds: float) -> tuple[Pipeline, CircuitBreaker]:
     """Build the guarded side's pipeline; its time scales follow the length of the run."""
     breaker = CircuitBreaker(
         "dependency",
@@ -272,7 +273,7 @@ async def demo_scenario(
             actions.transitions.append((anyio.current_time() - started, event.new_state))
 
     async def plain_fetch(item: int) -> str:
-        with anyio.fail_after(min(NAIVE_TIMEOUT, seconds / 4)):
+        with anyio.fail_after(_naive(seconds)):
             await plain_dependency.fetch(item)
         return "fresh"
 
@@ -399,7 +400,7 @@ class LiveView:
         a = self._actions
         return [
             f"{elapsed:5.1f} s / {self._seconds:g} s [{'#' * done}{'.' * (30 - done)}] "
-            f"phase: {phase}",
+            f"{phase}: {_PHASE_TEXT[phase]}",
             f"{'':17}{'requests':>10}{'answered':>10}{'fallback':>10}{'errors':>10}"
             f"{'p99, last ' + format(span, 'g') + ' s':>18}",
             _live_row(self._plain, plain_p99),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.seconds <= 0 or args.clients < 1:
         parser.error("--seconds must be > 0 and --clients >= 1")
+    if args.backend == "trio" and not _importable("trio"):
+        parser.error("--backend trio needs trio: pip install 'resilient-async[trio]'")
     report = run_demo(
         backend=args.backend,
         seconds=args.seconds,
@@ -43,6 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(report)
     return 0
+
+
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 if __name__ == "__main__":

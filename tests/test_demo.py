@@ -129,3 +129,15 @@ def test_command_line_rejects_bad_arguments() -> None:
     )
     assert result.returncode == 2
     assert "--seconds must be > 0" in result.stderr
+
+
+def test_command_line_names_the_extra_when_trio_is_missing() -> None:
+    blocked = (
+        "import sys; sys.modules['trio'] = None; "
+        "from resilient_async.__main__ import main; main(['demo', '--backend', 'trio'])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", blocked], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 2
+    assert "pip install 'resilient-async[trio]'" in result.stderr

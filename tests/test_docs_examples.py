@@ -278,3 +278,12 @@ def test_top_level_await_runs_in_virtual_time(tmp_path: Path) -> None:
         "```python\nimport asyncio\nassert asyncio.run(asyncio.sleep(0, 'plain')) == 'plain'\n```\n"
     )
     assert run_page(page, tmp_path) == 2
+
+
+def test_every_page_is_in_the_site_navigation() -> None:
+    config = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    nav = config[config.index("\nnav:") :]
+    listed = set(re.findall(r"^\s+- (?:[^:\n]+: )?(\S+\.md)\s*$", nav, re.MULTILINE))
+    pages = {p.relative_to(ROOT / "docs").as_posix() for p in (ROOT / "docs").rglob("*.md")}
+    assert pages - listed == set(), "pages missing from mkdocs.yml nav"
+    assert listed - pages == set(), "nav entries without a page"

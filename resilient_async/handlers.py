@@ -262,7 +262,9 @@ async def run_reported(
         return await fn(*args, **kwargs)
     except BaseExceptionGroup as group:
         for leaf in _leaves(group):
-            reporter.report_once(leaf, {"message": f"unhandled error in {label}", "function": label})
+            reporter.report_once(
+                leaf, {"message": f"unhandled error in {label}", "function": label}
+            )
         raise
     except Exception as exc:
         reporter.report_once(exc, {"message": f"unhandled error in {label}", "function": label})

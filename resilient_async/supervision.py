@@ -25,6 +25,7 @@ from typing import Any, Final
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from ._async import _backend
 from ._core.checks import check_int, check_positive
@@ -278,18 +279,19 @@ class Supervisor:
                     if gate is not None and not gate.is_set():
                         await gate.wait()
                     started.set()
-                    if not run.scope.cancel_called:  # not stopped before it even began
-                        emit(
-                            "supervisor.child_started",
-                            self.name,
-                            child=run.name,
-                            restarts=self._core.info()[index].restarts,
-                        )
-                        try:
-                            await run.fn(*run.args)
-                        except Exception as exc:
-                            attach_context(exc, {})  # caught inside the block: capture now
-                            error = exc
+                    # Stopped, or the supervisor cancelled, before it began: never call fn.
+                    await anyio.lowlevel.checkpoint_if_cancelled()
+                    emit(
+                        "supervisor.child_started",
+                        self.name,
+                        child=run.name,
+                        restarts=self._core.child(index).restarts,
+                    )
+                    try:
+                        await run.fn(*run.args)
+                    except Exception as exc:
+                        attach_context(exc, {})  # caught inside the block: capture it now
+                        error = exc
                 self._exited(index, error)  # returned, crashed, or stopped by its scope
         except anyio.get_cancelled_exc_class():
             self._core.cancelled(index)
@@ -315,7 +317,7 @@ class Supervisor:
                 self.name,
                 child=run.name,
                 exception=error,
-                restart=self._core.info()[index].restart.value,
+                restart=self._core.child(index).restart.value,
                 restarting=restarting,
             )
             self._reporter.report_once(

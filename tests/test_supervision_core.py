@@ -34,7 +34,9 @@ _MODEL_STATE = {
 }
 
 
-def _core(strategy: str, *restarts: str, max_restarts: int = 3, within: float = 5.0) -> SupervisorCore:
+def _core(
+    strategy: str, *restarts: str, max_restarts: int = 3, within: float = 5.0
+) -> SupervisorCore:
     core = SupervisorCore(Strategy(strategy), max_restarts, within)
     for i, restart in enumerate(restarts):
         core.add(f"c{i}", RestartType(restart))

@@ -159,6 +159,11 @@ class SupervisorCore:
         """Return the state of child `index`."""
         return self._children[index].state
 
+    def child(self, index: int) -> ChildInfo:
+        """Return a snapshot of child `index`."""
+        c = self._children[index]
+        return ChildInfo(c.name, c.state, c.restarts, c.restart)
+
     def info(self) -> tuple[ChildInfo, ...]:
         """Return a snapshot of every child, in start order."""
         return tuple(ChildInfo(c.name, c.state, c.restarts, c.restart) for c in self._children)

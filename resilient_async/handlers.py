@@ -21,20 +21,20 @@ handler receive.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from types import TracebackType
-from typing import Any, Final, ParamSpec, TypeVar
+from typing import Any, Final, TypeVar
 
 from .classify import ErrorClass, classify
 from .context import attach_context, context_of
 
 __all__ = ["ExceptionHandler", "OnError", "install_exception_handler", "run_reported"]
 
-P = ParamSpec("P")
 T = TypeVar("T")
 
 OnError = Callable[[BaseException, dict[str, Any]], object]
@@ -214,15 +214,14 @@ class ExceptionHandler:
 
 
 async def run_reported(
-    fn: Callable[P, Awaitable[T]],
+    fn: Callable[..., Awaitable[T]],
     /,
-    *args: P.args,
+    *args: Any,
     on_error: OnError | None = None,
     logger: logging.Logger | None = None,
     name: str | None = None,
-    **kwargs: P.kwargs,
 ) -> T:
-    """Run `fn(*args, **kwargs)` with error reporting on, on asyncio or trio; return its result.
+    """Run `fn(*args)` with error reporting on, on asyncio or trio, and return its result.
 
     An error that escapes `fn` is reported as the loop handler reports one (classified,
     logged once on `logger` with its error context, passed to `on_error(exc, context)`), and
@@ -241,7 +240,6 @@ async def run_reported(
         on_error: Called as `on_error(exc, context)` for each error reported (sync).
         logger: Where to log; the `resilient_async` logger when omitted.
         name: The name used in reports; `fn`'s qualified name when omitted.
-        **kwargs: Its keyword arguments.
 
     Raises:
         TypeError: `on_error` is not callable or `logger` is not a `logging.Logger`.
@@ -259,7 +257,7 @@ async def run_reported(
         loop = None  # trio: nothing escapes a nursery unnoticed
     handler = None if loop is None else ExceptionHandler(loop, reporter, excepthooks=False)
     try:
-        return await fn(*args, **kwargs)
+        return await fn(*args)
     except BaseExceptionGroup as group:
         for leaf in _leaves(group):
             reporter.report_once(
@@ -409,10 +407,9 @@ def _mark_reported(exc: BaseException) -> bool:
     """Mark `exc` as reported; tell whether it was not already."""
     if getattr(exc, _REPORTED, False):
         return False
-    try:
+    # A type that refuses attributes is reported each time it comes.
+    with contextlib.suppress(AttributeError, TypeError):
         setattr(exc, _REPORTED, True)
-    except (AttributeError, TypeError):
-        pass  # a type that refuses attributes is reported each time it comes
     return True
 
 

@@ -264,9 +264,11 @@ class Supervisor:
         # waits until the one spawned before it has started, so children start in order.
         gate, started = self._last_gate, anyio.Event()
         self._last_gate = started
-        assert self._context is not None and self._tg is not None
+        tg = self._tg
+        assert self._context is not None
+        assert tg is not None
         self._context.run(
-            self._tg.start_soon, self._run_child, index, run, gate, started, name=run.name
+            lambda: tg.start_soon(self._run_child, index, run, gate, started, name=run.name)
         )
 
     async def _run_child(
@@ -351,8 +353,10 @@ class Supervisor:
         )
         if not self._manager_running:
             self._manager_running = True
-            assert self._context is not None and self._tg is not None
-            self._context.run(self._tg.start_soon, self._manage, name="supervisor restarts")
+            tg = self._tg
+            assert self._context is not None
+            assert tg is not None
+            self._context.run(lambda: tg.start_soon(self._manage, name="supervisor restarts"))
 
     async def _manage(self) -> None:
         """Carry out pending restarts: stop the affected siblings, wait, start in order."""
@@ -404,7 +408,7 @@ class _Run:
         self.exited = anyio.Event()
 
 
-def _check_async_callable(fn: object) -> None:
+def _check_async_callable(fn: Any) -> None:
     if not callable(fn):
         raise TypeError(f"fn must be an async function, got {fn!r}")
     if inspect.isfunction(fn) and not inspect.iscoroutinefunction(fn):

@@ -330,7 +330,7 @@ async def test_cancel_sweep_awaits_every_child_and_starts_no_restart() -> None:
 
 async def test_cancel_at_any_time_with_backoff() -> None:
     """The same, in virtual time: cancel at each tenth of a second through a run with waits."""
-    for tenths in range(0, 80):
+    for tenths in range(80):
         children = Children(
             a=[0.25, ConnectionError, 0.5, ConnectionError, 0.3], b=[2.0, ConnectionError, None]
         )
@@ -443,7 +443,8 @@ async def test_on_error_receives_the_crash_and_a_failing_one_is_logged(
     assert context["error_context"] == {"child": "w"}
     crash_records = [r for r in caplog.records if "crashed" in r.getMessage()]
     assert len(crash_records) == 1  # logged once
-    assert crash_records[0].exc_info is not None and crash_records[0].exc_info[1] is error
+    assert crash_records[0].exc_info is not None
+    assert crash_records[0].exc_info[1] is error
     assert "child='w'" in crash_records[0].getMessage()
     failures = [r for r in caplog.records if "on_error" in r.getMessage()]
     assert len(failures) == 1

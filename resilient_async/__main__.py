@@ -1,4 +1,4 @@
-"""Command line: `python -m resilient_async demo [--backend B] [--seconds S] [--seed N]`."""
+"""Command line: `python -m resilient_async demo [--scenario NAME] [--backend B] [--seconds S]`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,13 @@ def main(argv: list[str] | None = None) -> int:
         "demo",
         help="send one workload to a flaky dependency, unprotected and through a pipeline",
     )
+    demo.add_argument(
+        "--scenario",
+        choices=["pipeline", "supervision"],
+        default="pipeline",
+        help="pipeline: a flaky dependency, unprotected and guarded (default); "
+        "supervision: a supervised worker pool whose workers crash and come back",
+    )
     demo.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
     demo.add_argument("--seconds", type=float, default=30.0, help="length of the run (default 30)")
     demo.add_argument("--seed", type=int, default=7, help="seed of the simulated faults")
@@ -24,6 +31,18 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.seconds <= 0 or args.clients < 1:
         parser.error("--seconds must be > 0 and --clients >= 1")
+    if args.scenario == "supervision":
+        from ._demo_supervision import run_supervision_demo
+
+        print(
+            run_supervision_demo(
+                backend=args.backend,
+                seconds=args.seconds,
+                seed=args.seed,
+                progress=None if args.quiet else sys.stdout,
+            )
+        )
+        return 0
     report = run_demo(
         backend=args.backend,
         seconds=args.seconds,

@@ -168,6 +168,8 @@ class LoggingHook:
             "timeout.expired",
             "compensation.failed",
             "store.degraded",
+            "supervisor.child_crashed",
+            "supervisor.gave_up",
         }
     )
 

@@ -606,3 +606,27 @@ async def _drive(
     if gave_up is not None:
         assert len(gave_up.exceptions) == max_restarts + 1
         assert all(e in errors for e in gave_up.exceptions)
+
+
+@asyncio_only
+async def test_a_native_cancel_of_the_host_task_awaits_every_child() -> None:
+    children = Children(a=[ConnectionError, "forever"], b=["forever"])
+    entered = anyio.Event()
+
+    async def host() -> None:
+        async with ra.Supervisor() as sup:
+            sup.start_soon(children, "a", name="a")
+            sup.start_soon(children, "b", name="b")
+            entered.set()
+
+    task = asyncio.get_running_loop().create_task(host())
+    await entered.wait()
+    await anyio.sleep(1)
+    starts = len(children.starts)
+    task.cancel()
+    task.cancel()  # a double cancel changes nothing
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert children.running == 0
+    assert len(children.starts) == starts == 3
+    assert sorted(children.cancelled) == ["a", "b"]

@@ -98,6 +98,8 @@ async def test_one_for_one_restarts_only_the_child_that_crashed() -> None:
     )
     assert children.starts == ["a", "b", "c", "b"]
     assert [(c.name, c.restarts) for c in sup.children] == [("a", 0), ("b", 1), ("c", 0)]
+    assert sup.children[1].restart_count == 1
+    assert sup.children[1].restart == "permanent"
 
 
 async def test_one_for_all_restarts_every_child_in_start_order() -> None:

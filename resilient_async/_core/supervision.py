@@ -92,6 +92,11 @@ class ChildInfo:
     restarts: int
     restart: RestartType
 
+    @property
+    def restart_count(self) -> int:
+        """The same as `restarts`."""
+        return self.restarts
+
 
 @dataclass(frozen=True, slots=True)
 class Restart:

@@ -289,9 +289,15 @@ class _Reporter:
     def log(self) -> logging.Logger:
         return self.logger if self.logger is not None else _log
 
-    def report_once(self, exc: Exception, context: Mapping[str, Any]) -> dict[str, Any] | None:
-        """Report `exc` unless it was reported already; write it to `log` when reporting."""
-        if not _mark_reported(exc):
+    def report_once(
+        self, exc: Exception, context: Mapping[str, Any], *, again: bool = False
+    ) -> dict[str, Any] | None:
+        """Report `exc` unless it was reported already (or `again`); write it to `log`.
+
+        `again` reports an exception instance that was reported before: a supervised child
+        that raises the same instance twice crashed twice.
+        """
+        if not _mark_reported(exc) and not again:
             return None
         return self.report(exc, {**context, "exception": exc}, True, False)
 

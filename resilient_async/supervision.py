@@ -329,6 +329,7 @@ class Supervisor:
                     "child": run.name,
                     "supervisor": self.name,
                 },
+                again=True,
             )
         if isinstance(decision, GiveUp):
             self._give_up(decision)

@@ -454,6 +454,14 @@ async def test_on_error_receives_the_crash_and_a_failing_one_is_logged(
     assert str(failures[0].exc_info[1]) == "the reporter is down"
 
 
+async def test_a_child_raising_the_same_instance_twice_is_reported_twice() -> None:
+    shared = ConnectionError("module-level instance")
+    reported: list[BaseException] = []
+    async with ra.Supervisor(on_error=lambda exc, ctx: reported.append(exc)) as sup:
+        sup.start_soon(Children(w=[shared, shared, None]), "w", name="w", restart="transient")
+    assert reported == [shared, shared]
+
+
 async def test_events_name_the_child_and_carry_its_context() -> None:
     recorder = Recorder()
     with hooks(recorder):

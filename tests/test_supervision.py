@@ -640,3 +640,27 @@ async def test_a_native_cancel_of_the_host_task_awaits_every_child() -> None:
     assert children.running == 0
     assert len(children.starts) == starts == 3
     assert sorted(children.cancelled) == ["a", "b"]
+
+
+async def test_a_supervisor_that_gives_up_crashes_its_parent_which_restarts_it() -> None:
+    """Supervision trees: the inner supervisor escalates, the outer one restarts the subtree."""
+    recorder = Recorder()
+    subtree_runs = 0
+
+    async def subtree() -> None:
+        nonlocal subtree_runs
+        subtree_runs += 1
+        failing = Children(then=None, w=[ConnectionError] * (2 if subtree_runs == 1 else 1))
+        async with ra.Supervisor(max_restarts=1, within=10.0, name="inner") as inner:
+            inner.start_soon(failing, "w", name="w", restart="transient")
+
+    with hooks(recorder):
+        async with ra.Supervisor(max_restarts=3, name="outer") as outer:
+            outer.start_soon(subtree, name="subtree", restart="transient")
+    assert subtree_runs == 2
+    [crash] = [e for e in recorder.of("supervisor.child_crashed") if e.policy == "outer"]
+    assert isinstance(crash.exception, ra.SupervisorGaveUp)
+    assert ra.context_of(crash.exception) == {"child": "subtree"}
+    assert [(c.name, str(c.state), c.restarts) for c in outer.children] == [
+        ("subtree", "done", 1)
+    ]

@@ -17,6 +17,7 @@ from ._async.policy import Policy
 from ._async.retry import RetryBudget
 from ._core.checks import check_int, check_seconds
 from ._core.deadlines import DEADLINE
+from ._core.no_retry import NO_RETRY
 from .classify import DEFAULT, DefaultType, ErrorClass, OnSpec, compile_on
 from .context import attach_context
 from .instrumentation import emit
@@ -132,7 +133,7 @@ class _HedgedCall(Generic[T]):
         raise error
 
     def _may_start_another(self) -> bool:
-        if _backend.remaining_until(DEADLINE.get()) <= 0:
+        if NO_RETRY.get() or _backend.remaining_until(DEADLINE.get()) <= 0:
             return False
         budget = self._hedge._budget
         return budget is None or budget._try_withdraw(_backend.current_time())

@@ -1,0 +1,92 @@
+"""`PrometheusHook`: an event counter and a retry-delay histogram, with bounded labels."""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from ._labels import import_extra, policy_label
+
+if TYPE_CHECKING:
+    from . import Event
+
+__all__ = ["PrometheusHook"]
+
+EVENTS = "resilient_async_events_total"
+RETRY_DELAY = "resilient_async_retry_delay_seconds"
+
+# A collector name may be registered once per registry, so every hook on one registry shares
+# one pair of metrics (two hooks on the default registry must not collide).
+_metrics: weakref.WeakKeyDictionary[Any, tuple[Any, Any]] = weakref.WeakKeyDictionary()
+_metrics_lock = threading.Lock()
+
+
+class PrometheusHook:
+    """A hook that counts events and observes retry delays in Prometheus metrics.
+
+    - Counter `resilient_async_events_total`, labels `kind` (the event kind) and `policy`.
+    - Histogram `resilient_async_retry_delay_seconds`, label `policy`, observed with the
+      delay of every `retry.scheduled`.
+
+    Labels stay bounded: `policy` is the policy's name, the empty string for every unnamed
+    policy, and the family name for a per-key guard (`"api"` for `"api[user-42]"`), never a
+    per-call value. Hooks given the same registry share its metrics.
+
+    Args:
+        registry: The `prometheus_client.CollectorRegistry` to register in; the default
+            registry (`prometheus_client.REGISTRY`) when omitted.
+
+    Raises:
+        ImportError: prometheus-client is not installed
+            (`pip install resilient-async[prometheus]`).
+
+    Example:
+        ```python
+        from prometheus_client import start_http_server
+        from resilient_async.instrumentation import PrometheusHook, set_hooks
+
+        set_hooks([PrometheusHook()])
+        start_http_server(9100)
+        ```
+    """
+
+    __slots__ = ("_delays", "_events", "registry")
+
+    def __init__(self, registry: Any = None) -> None:
+        prometheus = import_extra("prometheus_client", "PrometheusHook", "prometheus")
+        if registry is None:
+            registry = prometheus.REGISTRY
+        elif not isinstance(registry, prometheus.CollectorRegistry):
+            raise TypeError(
+                f"registry must be a prometheus_client.CollectorRegistry or None, got {registry!r}"
+            )
+        self.registry = registry
+        with _metrics_lock:
+            metrics = _metrics.get(registry)
+            if metrics is None:
+                metrics = _metrics[registry] = (
+                    prometheus.Counter(
+                        EVENTS,
+                        "Events reported by resilient_async policies.",
+                        ("kind", "policy"),
+                        registry=registry,
+                    ),
+                    prometheus.Histogram(
+                        RETRY_DELAY,
+                        "Waits scheduled before retries, in seconds.",
+                        ("policy",),
+                        registry=registry,
+                    ),
+                )
+        self._events, self._delays = metrics
+
+    def __repr__(self) -> str:
+        return f"PrometheusHook(registry={self.registry!r})"
+
+    def __call__(self, event: Event) -> None:
+        """Count `event`; observe its delay when it schedules a retry."""
+        policy = policy_label(event.policy)
+        self._events.labels(event.kind, policy).inc()
+        if event.kind == "retry.scheduled":
+            self._delays.labels(policy).observe(event.delay)

@@ -1,0 +1,55 @@
+"""`StructlogHook`: each event as one structlog event, its fields as key-values."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._labels import import_extra
+
+if TYPE_CHECKING:
+    from . import Event
+
+__all__ = ["StructlogHook"]
+
+# Kinds ending so tell of a call that did not go as asked: logged at warning, the rest at
+# info. A suffix rule rather than a list, so kinds added later get the right level too.
+_WARNING_SUFFIXES = (".rejected", ".gave_up", ".expired", ".failed", ".degraded", ".overrun")
+
+
+class StructlogHook:
+    """A hook that logs each event as one structlog event.
+
+    The structlog event is the kind (`"retry.scheduled"`), with `kind`, `policy` and each of
+    the event's fields (`attempt`, `delay`, `exception`, ...) as key-values. Rejections,
+    give-ups, expiries and failures log at warning; everything else at info.
+
+    Args:
+        logger: A structlog logger (bound or not); `structlog.get_logger("resilient_async")`
+            when omitted, so structlog's own configuration applies.
+
+    Raises:
+        ImportError: structlog is not installed (`pip install resilient-async[structlog]`).
+
+    Example:
+        ```python
+        import structlog
+        from resilient_async.instrumentation import StructlogHook, set_hooks
+
+        set_hooks([StructlogHook(structlog.get_logger("payments"))])
+        ```
+    """
+
+    __slots__ = ("logger",)
+
+    def __init__(self, logger: Any = None) -> None:
+        structlog = import_extra("structlog", "StructlogHook", "structlog")
+        self.logger = structlog.get_logger("resilient_async") if logger is None else logger
+
+    def __repr__(self) -> str:
+        return f"StructlogHook(logger={self.logger!r})"
+
+    def __call__(self, event: Event) -> None:
+        """Log `event` at the level its kind calls for."""
+        kind: str = event.kind
+        method = self.logger.warning if kind.endswith(_WARNING_SUFFIXES) else self.logger.info
+        method(kind, kind=kind, policy=event.policy, **event.fields)

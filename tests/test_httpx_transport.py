@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -131,6 +132,52 @@ async def test_a_streamed_body_is_never_retried(server: ScriptedServer) -> None:
             response = await http.put(url, content=upload())
     assert response.status_code == 503
     assert [r.body for r in server.received(url)] == [b"part 1, part 2"]
+
+
+@pytest.mark.anyio
+async def test_a_multipart_body_is_replayed_when_its_files_can_be_rewound(
+    server: ScriptedServer,
+) -> None:
+    url = server.script(Reply(503), Reply(200, b"uploaded"))
+    with set_testing(True):
+        async with client(quick_retry()) as http:
+            files = {"report": ("r.txt", io.BytesIO(b"line 1\nline 2\n"))}
+            response = await http.put(url, data={"kind": "daily"}, files=files)
+    assert response.text == "uploaded"
+    first, second = server.received(url)
+    assert b"line 1\nline 2\n" in first.body
+    assert b"daily" in first.body
+    assert first.body == second.body
+
+
+class OneShot(io.RawIOBase):
+    """A byte source that can be read once, like a socket: no seek, no file number."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray) -> int:  # type: ignore[override]
+        size = min(len(buffer), len(self._data))
+        buffer[:size] = self._data[:size]
+        self._data = self._data[size:]
+        return size
+
+
+@pytest.mark.anyio
+async def test_a_multipart_body_that_cannot_be_rewound_is_sent_once(
+    server: ScriptedServer,
+) -> None:
+    url = server.script(Reply(503), Reply(200))
+    with set_testing(True):
+        async with client(quick_retry()) as http:
+            source = io.BufferedReader(OneShot(b"streamed once"))
+            response = await http.put(url, files={"log": ("log.txt", source)})
+    assert response.status_code == 503
+    (only,) = server.received(url)
+    assert b"streamed once" in only.body
 
 
 @pytest.mark.anyio

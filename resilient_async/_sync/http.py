@@ -17,6 +17,7 @@ import math
 from collections.abc import Iterable
 
 import httpx
+from httpx._multipart import FileField, MultipartStream  # no public name; stable since 0.18
 
 from .._core.deadlines import DEADLINE
 from .._core.http import (
@@ -121,7 +122,7 @@ class ResilientTransport(httpx.BaseTransport):
             ResilienceError: A guard rejected the request (`CircuitOpenError`, ...), or a
                 deadline expired (`DeadlineExceeded`).
         """
-        repeatable = request.method in self.methods and isinstance(request.stream, httpx.ByteStream)
+        repeatable = request.method in self.methods and _replayable(request.stream)
         token = NO_RETRY.set(not repeatable)
         try:
             response = self.policy.call(self._send, request)
@@ -178,3 +179,25 @@ class _FailedStatus(httpx.HTTPStatusError):
             request=request,
             response=response,
         )
+
+
+def _replayable(stream: object) -> bool:
+    """Tell whether a request body can be sent again exactly as it was sent the first time.
+
+    Bytes, text, JSON and form bodies are held in memory. A multipart body (`files=`) is
+    read again from the start when each file is in memory or seekable (httpx seeks it back
+    to 0). Any other body is a stream that can be read once.
+    """
+    if isinstance(stream, httpx.ByteStream):
+        return True
+    if isinstance(stream, MultipartStream):
+        return all(_rewindable(field) for field in stream.fields if isinstance(field, FileField))
+    return False
+
+
+def _rewindable(field: FileField) -> bool:
+    file = field.file
+    if isinstance(file, str | bytes):
+        return True
+    seekable = getattr(file, "seekable", None)
+    return callable(seekable) and bool(seekable())

@@ -90,7 +90,7 @@ def _structlog_off() -> Hook:
     logger = structlog.wrap_logger(
         structlog.PrintLogger(io.StringIO()),
         wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-    )
+    ).bind()
     return StructlogHook(logger)
 
 
@@ -98,7 +98,7 @@ def _structlog_rendered() -> Hook:
     logger = structlog.wrap_logger(
         structlog.ReturnLogger(),
         processors=[structlog.processors.add_log_level, structlog.processors.KeyValueRenderer()],
-    )
+    ).bind()
     return StructlogHook(logger)
 
 

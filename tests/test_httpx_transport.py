@@ -233,9 +233,13 @@ async def test_the_deadline_travels_as_a_header(server: ScriptedServer) -> None:
         await http.get(url)
         with ra.deadline(30):
             await http.get(url)
-    without, within = server.received(url)
+    async with client(ra.pipeline(quick_retry(), ra.Timeout(5))) as http:
+        with ra.deadline(30):
+            await http.get(url)  # the per-attempt timeout is the nearer deadline
+    without, within, per_attempt = server.received(url)
     assert "x-request-timeout-ms" not in without.headers
     assert 25_000 < int(within.headers["x-request-timeout-ms"]) <= 30_000
+    assert 0 < int(per_attempt.headers["x-request-timeout-ms"]) <= 5_000
 
 
 @pytest.mark.anyio

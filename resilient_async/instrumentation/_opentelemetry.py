@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._labels import import_extra, policy_label
@@ -46,7 +47,7 @@ class OpenTelemetryHook:
         ```
     """
 
-    __slots__ = ("_counter", "_trace", "meter_provider", "tracer_provider")
+    __slots__ = ("_attributes", "_counter", "_trace", "meter_provider", "tracer_provider")
 
     def __init__(self, meter_provider: Any = None, tracer_provider: Any = None) -> None:
         metrics = import_extra("opentelemetry.metrics", "OpenTelemetryHook", "otel")
@@ -70,6 +71,8 @@ class OpenTelemetryHook:
             EVENTS, unit="{event}", description="Events reported by resilient_async policies."
         )
         self._trace = trace
+        # The counter's attributes by (kind, policy), built once: they are bounded.
+        self._attributes: dict[tuple[str, str | None], Mapping[str, str]] = {}
 
     def __repr__(self) -> str:
         return (
@@ -80,7 +83,12 @@ class OpenTelemetryHook:
     def __call__(self, event: Event) -> None:
         """Count `event`, and add it to the current span when that span is recording."""
         kind: str = event.kind
-        self._counter.add(1, {"event.kind": kind, "policy.name": policy_label(event.policy)})
+        key = (kind, event.policy)
+        attributes = self._attributes.get(key)
+        if attributes is None:
+            attributes = {"event.kind": kind, "policy.name": policy_label(event.policy)}
+            self._attributes[key] = attributes
+        self._counter.add(1, attributes)
         span = self._trace.get_current_span()
         if span.is_recording():
             span.add_event(kind, _span_attributes(event))

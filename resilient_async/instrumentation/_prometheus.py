@@ -51,7 +51,7 @@ class PrometheusHook:
         ```
     """
 
-    __slots__ = ("_delays", "_events", "registry")
+    __slots__ = ("_children", "_delays", "_events", "registry")
 
     def __init__(self, registry: Any = None) -> None:
         prometheus = import_extra("prometheus_client", "PrometheusHook", "prometheus")
@@ -80,13 +80,21 @@ class PrometheusHook:
                     ),
                 )
         self._events, self._delays = metrics
+        # The labelled children by (kind, policy): labels are bounded, and a dict lookup
+        # skips the client's lock and label checks on every event.
+        self._children: dict[tuple[str, str | None], tuple[Any, Any]] = {}
 
     def __repr__(self) -> str:
         return f"PrometheusHook(registry={self.registry!r})"
 
     def __call__(self, event: Event) -> None:
         """Count `event`; observe its delay when it schedules a retry."""
-        policy = policy_label(event.policy)
-        self._events.labels(event.kind, policy).inc()
+        key = (event.kind, event.policy)
+        children = self._children.get(key)
+        if children is None:
+            policy = policy_label(event.policy)
+            children = (self._events.labels(event.kind, policy), self._delays.labels(policy))
+            self._children[key] = children
+        children[0].inc()
         if event.kind == "retry.scheduled":
-            self._delays.labels(policy).observe(event.delay)
+            children[1].observe(event.delay)

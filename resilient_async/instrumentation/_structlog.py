@@ -24,8 +24,10 @@ class StructlogHook:
     give-ups, expiries and failures log at warning; everything else at info.
 
     Args:
-        logger: A structlog logger (bound or not); `structlog.get_logger("resilient_async")`
-            when omitted, so structlog's own configuration applies.
+        logger: A structlog logger; `structlog.get_logger("resilient_async")` when omitted.
+            A lazy logger (what `get_logger` returns) follows later changes to structlog's
+            configuration but binds itself on every event unless structlog is configured
+            with `cache_logger_on_first_use=True`; a bound one (`.bind()`) is faster.
 
     Raises:
         ImportError: structlog is not installed (`pip install resilient-async[structlog]`).

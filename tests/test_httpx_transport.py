@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -227,6 +229,17 @@ async def test_an_open_breaker_sends_nothing(server: ScriptedServer) -> None:
 
 
 @pytest.mark.anyio
+async def test_an_empty_rate_limiter_sends_nothing(server: ScriptedServer) -> None:
+    url = server.script(Reply(200, b"first"))
+    limiter = ra.RateLimiter(1, per=3600)
+    async with client(limiter) as http:
+        assert (await http.get(url)).text == "first"
+        with pytest.raises(ra.RateLimitedError):
+            await http.get(url)
+    assert len(server.received(url)) == 1
+
+
+@pytest.mark.anyio
 async def test_the_deadline_travels_as_a_header(server: ScriptedServer) -> None:
     url = server.script(Reply(200))
     async with client(quick_retry()) as http:
@@ -308,3 +321,12 @@ def test_the_defaults_are_those_of_the_contract() -> None:
     assert transport.methods == {"GET", "HEAD", "OPTIONS", "PUT", "DELETE"}
     assert transport.deadline_header == "x-request-timeout-ms"
     assert isinstance(transport.transport, httpx.AsyncHTTPTransport)
+
+
+def test_without_httpx_the_import_names_the_extra() -> None:
+    code = "import sys; sys.modules['httpx'] = None\nimport resilient_async.integrations.httpx"
+    result = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True
+    )
+    assert result.returncode != 0
+    assert "pip install resilient-async[httpx]" in result.stderr

@@ -38,7 +38,9 @@ class Hedge(Policy):
     are cancelled and that error propagates. If every attempt fails, the error of the last one
     to fail propagates. Losers are cancelled and awaited before the call returns; a caller's
     cancellation cancels every attempt. No hedge starts after the effective deadline, nor when
-    the `budget` refuses one (each call deposits once, each extra attempt withdraws).
+    the `budget` refuses one (each call deposits once, each extra attempt withdraws), nor for
+    a call that must not be sent twice (an HTTP POST or streamed body sent by the httpx
+    transport).
 
     Args:
         delay: Seconds to wait for an attempt before starting the next, >= 0 (0 starts all

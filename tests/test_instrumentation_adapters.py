@@ -25,6 +25,7 @@ from resilient_async.instrumentation import (
     emit,
     hooks,
 )
+from resilient_async.instrumentation._labels import policy_label
 from resilient_async.testing import faults
 
 
@@ -89,6 +90,14 @@ async def test_prometheus_labels_stay_bounded() -> None:
         if "policy" in sample.labels
     }
     assert policies == {"", "api"}
+
+
+@pytest.mark.parametrize(
+    ("name", "label"),
+    [(None, ""), ("db", "db"), ("api[user-42]", "api"), ("[odd]", "[odd]"), ("a[b", "a[b")],
+)
+def test_policy_labels_keep_the_family_of_a_per_key_guard(name: str | None, label: str) -> None:
+    assert policy_label(name) == label
 
 
 def test_prometheus_hooks_on_one_registry_share_the_metrics() -> None:

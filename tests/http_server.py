@@ -12,6 +12,7 @@ import itertools
 import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ class Reply:
     status: int
     body: bytes = b""
     headers: Mapping[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds to wait before answering
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.client_address[1],
         )
         reply = self.server.scripted.answer(self.path, received)
+        time.sleep(reply.delay)
         self.send_response(reply.status)
         for name, value in reply.headers.items():
             self.send_header(name, value)

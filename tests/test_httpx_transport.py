@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 
+import anyio
 import httpx
 import pytest
 
@@ -85,6 +87,34 @@ async def test_a_streamed_response_of_a_given_up_status_still_reads(
         body = b"".join([chunk async for chunk in response.aiter_bytes()])
     assert response.status_code == 503
     assert body == b"x" * 100_000
+
+
+@pytest.mark.anyio
+async def test_a_compressed_body_given_up_on_is_decoded_once(server: ScriptedServer) -> None:
+    body = gzip.compress(b"overloaded, try later")
+    url = server.script(Reply(503, body, {"Content-Encoding": "gzip"}))
+    with set_testing(True):
+        async with client(quick_retry(2)) as http:
+            response = await http.get(url)
+    assert (response.status_code, response.text) == (503, "overloaded, try later")
+    assert len(server.received(url)) == 2
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_request_is_not_retried_and_leaves_the_client_usable(
+    server: ScriptedServer,
+) -> None:
+    slow = server.script(Reply(200, b"late", delay=3.0))
+    fast = server.script(Reply(200, b"fine"))
+    recorder = Recorder()
+    with hooks(recorder):
+        async with client(quick_retry()) as http:
+            with anyio.move_on_after(0.2) as scope:
+                await http.get(slow)
+            assert scope.cancelled_caught
+            assert (await http.get(fast)).text == "fine"
+    assert recorder.events == []  # a cancellation is no failure: nothing retried or counted
+    assert len(server.received(slow)) == 1
 
 
 @pytest.mark.anyio

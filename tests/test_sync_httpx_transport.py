@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -11,8 +12,10 @@ import pytest
 import resilient_async as ra
 import resilient_async.sync as ra_sync
 from resilient_async import backoff
+from resilient_async.instrumentation import hooks
 from resilient_async.integrations.httpx import ResilientTransport
 
+from .helpers import Recorder
 from .http_server import Reply, ScriptedServer, refused_url, serving
 
 pytestmark = pytest.mark.real_time
@@ -66,3 +69,15 @@ def test_the_sync_transport_lets_an_open_breaker_reject(server: ScriptedServer) 
     with sync_client(breaker) as http, pytest.raises(ra.CircuitOpenError):
         http.get(url)
     assert server.received(url) == []
+
+
+def test_the_sync_transport_honours_retry_after(server: ScriptedServer) -> None:
+    url = server.script(Reply(429, b"slow down", {"Retry-After": "1"}), Reply(200, b"ok"))
+    recorder = Recorder()
+    policy = ra_sync.Retry(attempts=2, backoff=backoff.constant(0))
+    started = time.monotonic()
+    with hooks(recorder), sync_client(policy) as http:
+        assert http.get(url).text == "ok"
+    assert time.monotonic() - started >= 1.0
+    (scheduled,) = recorder.of("retry.scheduled")
+    assert scheduled.delay >= 1.0

@@ -240,6 +240,11 @@ def test_structlog_takes_a_logger_of_ones_own() -> None:
     ]
 
 
+def test_structlog_refuses_something_that_is_not_a_logger() -> None:
+    with pytest.raises(TypeError, match="logger must be a structlog logger"):
+        StructlogHook("resilient_async")
+
+
 # --- all of them ----------------------------------------------------------------------
 
 

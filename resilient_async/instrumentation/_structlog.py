@@ -31,6 +31,7 @@ class StructlogHook:
 
     Raises:
         ImportError: structlog is not installed (`pip install resilient-async[structlog]`).
+        TypeError: `logger` has no `info` and `warning` methods.
 
     Example:
         ```python
@@ -45,7 +46,13 @@ class StructlogHook:
 
     def __init__(self, logger: Any = None) -> None:
         structlog = import_extra("structlog", "StructlogHook", "structlog")
-        self.logger = structlog.get_logger("resilient_async") if logger is None else logger
+        if logger is None:
+            logger = structlog.get_logger("resilient_async")
+        elif not all(callable(getattr(logger, level, None)) for level in ("info", "warning")):
+            raise TypeError(
+                f"logger must be a structlog logger (with info and warning methods), got {logger!r}"
+            )
+        self.logger = logger
 
     def __repr__(self) -> str:
         return f"StructlogHook(logger={self.logger!r})"

@@ -117,6 +117,34 @@ async def test_a_cancelled_request_is_not_retried_and_leaves_the_client_usable(
     assert len(server.received(slow)) == 1
 
 
+class ReadingTransport(httpx.AsyncBaseTransport):
+    """A transport that reads each response into memory before handing it on (as a cache
+    or a recording layer does)."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        await response.aread()
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.mark.anyio
+async def test_an_inner_transport_that_reads_responses_works_the_same(
+    server: ScriptedServer,
+) -> None:
+    url = server.script(Reply(502, b"one"), Reply(502, b"two"), Reply(200, b"three"))
+    with set_testing(True):
+        async with client(quick_retry(2), transport=ReadingTransport()) as http:
+            response = await http.get(url)
+            assert (response.status_code, response.text) == (502, "two")
+            assert (await http.get(url)).text == "three"
+
+
 @pytest.mark.anyio
 async def test_other_statuses_return_at_once(server: ScriptedServer) -> None:
     url = server.script(Reply(500, b"bug"), Reply(200, b"never"))

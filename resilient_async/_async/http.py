@@ -153,6 +153,8 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
         response = await self.transport.handle_async_request(request)
         if response.status_code not in self.retry_statuses:
             return response
+        if response.is_stream_consumed:
+            raise _FailedStatus(request, response)  # read already: its body is in memory
         body = bytearray()
         try:
             async for chunk in response.aiter_raw():

@@ -152,6 +152,8 @@ class ResilientTransport(httpx.BaseTransport):
         response = self.transport.handle_request(request)
         if response.status_code not in self.retry_statuses:
             return response
+        if response.is_stream_consumed:
+            raise _FailedStatus(request, response)  # read already: its body is in memory
         body = bytearray()
         try:
             for chunk in response.iter_raw():

@@ -65,8 +65,13 @@ async def test_prometheus_counts_events_and_observes_retry_delays() -> None:
     delays = {"policy": "db"}
     assert registry.get_sample_value("resilient_async_retry_delay_seconds_count", delays) == 2
     assert registry.get_sample_value("resilient_async_retry_delay_seconds_sum", delays) == 0.5
-    bucket = {"policy": "db", "le": "0.25"}
-    assert registry.get_sample_value("resilient_async_retry_delay_seconds_bucket", bucket) == 2
+    buckets = {"policy": "db", "le": "0.1"}, {"policy": "db", "le": "0.25"}
+    assert [
+        registry.get_sample_value("resilient_async_retry_delay_seconds_bucket", bucket)
+        for bucket in buckets
+    ] == [0, 2]
+    longest = {"policy": "db", "le": "60.0"}
+    assert registry.get_sample_value("resilient_async_retry_delay_seconds_bucket", longest) == 2
 
 
 @pytest.mark.anyio

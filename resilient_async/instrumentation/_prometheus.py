@@ -15,6 +15,8 @@ __all__ = ["PrometheusHook"]
 
 EVENTS = "resilient_async_events_total"
 RETRY_DELAY = "resilient_async_retry_delay_seconds"
+# Backoff waits run from milliseconds to the 60 s a server's Retry-After may ask for.
+DELAY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 # A collector name may be registered once per registry, so every hook on one registry shares
 # one pair of metrics (two hooks on the default registry must not collide).
@@ -27,7 +29,7 @@ class PrometheusHook:
 
     - Counter `resilient_async_events_total`, labels `kind` (the event kind) and `policy`.
     - Histogram `resilient_async_retry_delay_seconds`, label `policy`, observed with the
-      delay of every `retry.scheduled`.
+      delay of every `retry.scheduled` (buckets from 10 ms to 60 s).
 
     Labels stay bounded: `policy` is the policy's name, the empty string for every unnamed
     policy, and the family name for a per-key guard (`"api"` for `"api[user-42]"`), never a
@@ -77,6 +79,7 @@ class PrometheusHook:
                         "Waits scheduled before retries, in seconds.",
                         ("policy",),
                         registry=registry,
+                        buckets=DELAY_BUCKETS,
                     ),
                 )
         self._events, self._delays = metrics

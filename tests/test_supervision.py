@@ -661,6 +661,4 @@ async def test_a_supervisor_that_gives_up_crashes_its_parent_which_restarts_it()
     [crash] = [e for e in recorder.of("supervisor.child_crashed") if e.policy == "outer"]
     assert isinstance(crash.exception, ra.SupervisorGaveUp)
     assert ra.context_of(crash.exception) == {"child": "subtree"}
-    assert [(c.name, str(c.state), c.restarts) for c in outer.children] == [
-        ("subtree", "done", 1)
-    ]
+    assert [(c.name, str(c.state), c.restarts) for c in outer.children] == [("subtree", "done", 1)]

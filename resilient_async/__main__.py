@@ -1,6 +1,6 @@
 """Command line of resilient_async.
 
-- `python -m resilient_async demo [--backend B] [--seconds S] [--seed N] ...`
+- `python -m resilient_async demo [--scenario S] [--backend B] [--seconds S] ...`
 - `python -m resilient_async recover JOURNAL_PATH [--dry-run] [--import MODULE ...]`
 """
 
@@ -22,6 +22,13 @@ def main(argv: list[str] | None = None) -> int:
         "down, from two groups of clients: unprotected, and through a resilient_async "
         "pipeline. A live view shows both sides while it runs; a final report explains what "
         "the library did.",
+    )
+    demo.add_argument(
+        "--scenario",
+        choices=["pipeline", "supervision"],
+        default="pipeline",
+        help="pipeline: a failing dependency, unprotected and guarded (default); "
+        "supervision: a supervised worker pool whose workers crash and come back",
     )
     demo.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
     demo.add_argument("--seconds", type=float, default=30.0, help="length of the run (default 30)")
@@ -60,6 +67,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seconds must be > 0 and --clients >= 1")
     if args.backend == "trio" and not _importable("trio"):
         parser.error("--backend trio needs trio: pip install 'resilient-async[trio]'")
+    if args.scenario == "supervision":
+        from ._demo_supervision import run_supervision_demo
+
+        print(
+            run_supervision_demo(
+                backend=args.backend,
+                seconds=args.seconds,
+                seed=args.seed,
+                progress=None if args.quiet else sys.stdout,
+                virtual_time=args.virtual_time,
+            )
+        )
+        return 0
     report = run_demo(
         backend=args.backend,
         seconds=args.seconds,

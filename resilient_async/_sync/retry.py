@@ -35,6 +35,7 @@ from ..stores.memory import MemoryStore
 from ..testing import testing_settings
 from . import _backend
 from .policy import Policy
+from .ports import BudgetConfig, MemoryBudgetPort
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -408,8 +409,8 @@ class RetryBudget:
         self._ttl = ttl
         self._name = name
 
-        def create() -> _BudgetCell:
-            return _BudgetCell(RetryBudgetState(ratio, min_per_second, ttl))
+        def create() -> MemoryBudgetPort:
+            return MemoryBudgetPort(RetryBudgetState(ratio, min_per_second, ttl))
 
         if store is None:
             self._cell = create()
@@ -418,7 +419,9 @@ class RetryBudget:
         elif name is None:
             raise ValueError("name is required with store=: budgets in a store share by name")
         else:
-            self._cell = store.shared("retry_budget", name, (ratio, min_per_second, ttl), create)
+            config = BudgetConfig(ratio, min_per_second, ttl)
+            flavour = "async" if _backend.IS_ASYNC else "sync"
+            self._cell = store.shared("retry_budget", name, config, create, flavour=flavour)
 
     @property
     def ratio(self) -> float:
@@ -452,21 +455,13 @@ class RetryBudget:
         Raises:
             RuntimeError: No event loop is running (async flavour).
         """
-        now = _backend.current_time()
-        cell = self._cell
-        with cell.lock:
-            return cell.state.available(now)
+        return self._cell.available(_backend.current_time())
 
     def _deposit(self) -> None:
-        now = _backend.current_time()
-        cell = self._cell
-        with cell.lock:
-            cell.state.deposit(now)
+        self._cell.deposit(_backend.current_time())
 
     def _try_withdraw(self, now: float) -> bool:
-        cell = self._cell
-        with cell.lock:
-            return cell.state.try_withdraw(now)
+        return self._cell.try_withdraw(now)
 
 
 class Attempt:
@@ -663,16 +658,6 @@ class _RetryState:
         fields = {"attempt": attempt, "policy": name or "Retry", "stop_reason": reason}
         attach_context(error, fields)
         emit("retry.gave_up", name, attempt=attempt, stop_reason=reason, exception=error)
-
-
-class _BudgetCell:
-    """A budget's state and the lock that serialises it (shared through a store)."""
-
-    __slots__ = ("lock", "state")
-
-    def __init__(self, state: RetryBudgetState) -> None:
-        self.state = state
-        self.lock = _backend.Lock()
 
 
 def _enter_budget(

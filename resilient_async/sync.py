@@ -23,6 +23,7 @@ from ._sync.pipeline import pipeline as pipeline
 from ._sync.policy import Policy as Policy
 from ._sync.ratelimit import KeyedRateLimiter as KeyedRateLimiter
 from ._sync.ratelimit import RateLimiter as RateLimiter
+from ._sync.redis_store import RedisStore as RedisStore
 from ._sync.retry import Attempt as Attempt
 from ._sync.retry import Retry as Retry
 from ._sync.retry import RetryBudget as RetryBudget
@@ -70,6 +71,7 @@ __all__ = [
     "Policy",
     "RateLimitedError",
     "RateLimiter",
+    "RedisStore",
     "ResilienceError",
     "Retry",
     "RetryBudget",

@@ -94,6 +94,7 @@ RENAMES: Final[Mapping[str, str]] = {
     "__anext__": "__next__",
     "StopAsyncIteration": "StopIteration",
     "AsyncIterator": "Iterator",
+    "aclose": "close",
 }
 
 # Names whose subscript is unwrapped: `Awaitable[T]` -> `T`. Also checked for unused rules.

@@ -17,7 +17,8 @@ import math
 import sys
 from asyncio import events as _events
 from types import TracebackType
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Final, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -27,6 +28,8 @@ from ..errors import DeadlineExceeded
 
 __all__ = [
     "IS_ASYNC",
+    "REDIS_CLIENT",
+    "Background",
     "DeadlineScope",
     "Event",
     "Lock",
@@ -35,13 +38,20 @@ __all__ = [
     "current_time",
     "is_cancellation",
     "remaining_until",
+    "require_asyncio",
     "shielded",
     "sleep",
     "wait_event",
+    "within",
     "yield_now",
 ]
 
 IS_ASYNC: Final = True
+
+REDIS_CLIENT: Final = "redis.asyncio"
+"""The redis-py module whose client this flavour's RedisStore uses."""
+
+_T = TypeVar("_T")
 
 _get_running_loop = _events._get_running_loop
 _CancelledError = asyncio.CancelledError
@@ -293,3 +303,46 @@ async def yield_now() -> None:
         await _asyncio_sleep(0)
     else:
         await _trio().lowlevel.checkpoint()
+
+
+# --- for clients of asyncio-only libraries (redis-py's asyncio client) -------------------
+
+
+def require_asyncio(what: str) -> None:
+    """Refuse to go on outside asyncio, naming `what` needs it.
+
+    Raises:
+        RuntimeError: The running loop is not asyncio's (trio, or none).
+    """
+    if _get_running_loop() is None:
+        raise RuntimeError(
+            f"{what} runs only on asyncio, not on trio: on trio, use a MemoryStore, or "
+            "the sync RedisStore (resilient_async.sync) from a worker thread"
+        )
+
+
+async def within(seconds: float, awaitable: Awaitable[_T]) -> _T:
+    """Await `awaitable` for at most `seconds` (asyncio only); raise `TimeoutError` after."""
+    async with asyncio.timeout(seconds):
+        return await awaitable
+
+
+class Background:
+    """A task that runs `fn()` beside the calls until it returns or is stopped (asyncio).
+
+    The sync twin runs it in a daemon thread.
+    """
+
+    __slots__ = ("_task",)
+
+    def __init__(self, fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self._task = asyncio.get_running_loop().create_task(fn())
+
+    async def stop(self) -> None:
+        """Cancel the task and wait for it to end (if it runs on this loop)."""
+        task = self._task
+        if task.done():
+            return
+        task.cancel()
+        if task.get_loop() is _get_running_loop():
+            await asyncio.wait({task})

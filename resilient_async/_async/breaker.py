@@ -24,6 +24,7 @@ from typing import Final, Literal, ParamSpec, TypeVar
 from .._core.breaker import (
     NEEDS_TIME,
     REJECTED,
+    Admission,
     BreakerCore,
     BreakerMetrics,
     BreakerState,
@@ -39,7 +40,7 @@ from ..instrumentation import emit
 from ..stores.base import StateStore
 from . import _backend
 from .policy import Policy
-from .ports import Admission, BreakerConfig, BreakerPort, MemoryBreakerPort
+from .ports import BreakerConfig, BreakerPort, MemoryBreakerPort
 
 __all__ = ["BreakerMetrics", "BreakerState", "CircuitBreaker", "StateStore"]
 

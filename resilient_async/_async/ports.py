@@ -224,4 +224,3 @@ class MemoryBudgetPort:
         """How many retries the budget would allow now."""
         with self.lock:
             return self.state.available(now)
-

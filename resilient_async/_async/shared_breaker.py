@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import ClassVar, ParamSpec, TypeVar
+from typing import Any, ClassVar, ParamSpec, TypeVar
 
 from .._core.breaker import BreakerMetrics, BreakerState
 from ..context import attach_context
@@ -81,7 +81,7 @@ class SharedCircuitBreaker(CircuitBreaker):
         else:
             await self._port.cancel(ticket, _backend.current_time())
 
-    def _guard_enter(self) -> object:
+    def _guard_enter(self) -> Any:
         return MUST_WAIT  # admission is a step of the store: a pipeline awaits `_guard_wait`
 
     async def _guard_wait(self) -> tuple[int, float]:

@@ -13,13 +13,16 @@ import math
 import threading
 import time
 from types import TracebackType
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Any, Final, TypeVar
 
 from .._core.deadlines import DEADLINE
 from ..errors import DeadlineExceeded
 
 __all__ = [
     "IS_ASYNC",
+    "REDIS_CLIENT",
+    "Background",
     "DeadlineScope",
     "Event",
     "Lock",
@@ -28,13 +31,20 @@ __all__ = [
     "current_time",
     "is_cancellation",
     "remaining_until",
+    "require_asyncio",
     "shielded",
     "sleep",
     "wait_event",
+    "within",
     "yield_now",
 ]
 
+_T = TypeVar("_T")
+
 IS_ASYNC: Final = False
+
+REDIS_CLIENT: Final = "redis"
+"""The redis-py module whose client this flavour's RedisStore uses."""
 
 current_time = time.monotonic
 
@@ -171,3 +181,31 @@ def yield_now() -> None:
     `asyncio.sleep(0)` and on trio `trio.lowlevel.checkpoint()`, called directly rather than
     through anyio's per-call backend lookup. In sync code there is nothing to yield to.
     """
+
+
+# --- for clients of I/O libraries (redis-py's sync client) -------------------------------
+
+
+def require_asyncio(what: str) -> None:
+    """Nothing to check: sync code has no event loop to be the wrong one."""
+
+
+def within(seconds: float, value: _T) -> _T:
+    """Return `value`: a sync client's own socket timeouts bound the call that made it."""
+    return value
+
+
+class Background:
+    """Run `fn()` in a daemon thread beside the calls, until it returns.
+
+    `fn` watches its own stop condition (a blocking call cannot be interrupted).
+    """
+
+    __slots__ = ("_thread",)
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self._thread = threading.Thread(target=fn, name="resilient_async-background", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Let the thread see its stop condition on its own; never blocks the caller."""

@@ -16,8 +16,8 @@ import inspect
 import math
 import sys
 from asyncio import events as _events
-from types import TracebackType
 from collections.abc import Awaitable, Callable, Coroutine
+from types import TracebackType
 from typing import Any, Final, TypeVar
 
 import anyio

@@ -92,16 +92,24 @@ class RedisBreakerPort:
         self._view: _View | None = None
         self._pending: Control | None = None
 
-    def forget_view(self) -> None:
-        """Drop what the server last said (after an outage): the next call asks again."""
+    def forget_view(self, now: float) -> None:
+        """Drop what the server last said and the local state (after an outage).
+
+        The next call asks the server again; a later outage starts from a fresh local state.
+        """
         self._view = None
+        self.local.control("reset", now)
 
     async def acquire(self, now: float) -> Admission:
         """See `BreakerPort.acquire`."""
         view = self._view
-        if view is not None and view.fast >= 0 and self._pending is None:
-            if not self._store.degraded:
-                return Admission(_remote(view.fast), view.state, None, _NO_TRANSITIONS)
+        if (
+            view is not None
+            and view.fast >= 0
+            and self._pending is None
+            and not self._store.degraded
+        ):
+            return Admission(_remote(view.fast), view.state, None, _NO_TRANSITIONS)
         reply = await self._step("acquire", now)
         if reply is None:
             return await self.local.acquire(now)
@@ -138,9 +146,12 @@ class RedisBreakerPort:
         view = self._view
         if view is None:
             return BreakerState.CLOSED  # nothing heard yet: the first call will ask
-        if view.state is BreakerState.OPEN and view.retry_after is not None:
-            if now - view.at >= view.retry_after:
-                return BreakerState.HALF_OPEN
+        if (
+            view.state is BreakerState.OPEN
+            and view.retry_after is not None
+            and now - view.at >= view.retry_after
+        ):
+            return BreakerState.HALF_OPEN
         return view.state
 
     def metrics(self, now: float) -> BreakerMetrics:

@@ -8,12 +8,13 @@ its deadline.
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import math
 import threading
 import time
-from types import TracebackType
 from collections.abc import Callable
+from types import TracebackType
 from typing import Any, Final, TypeVar
 
 from .._core.deadlines import DEADLINE
@@ -204,7 +205,11 @@ class Background:
     __slots__ = ("_thread",)
 
     def __init__(self, fn: Callable[[], None]) -> None:
-        self._thread = threading.Thread(target=fn, name="resilient_async-background", daemon=True)
+        # In a copy of the caller's context, as an asyncio task would be (scoped hooks).
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=context.run, args=(fn,), name="resilient_async-background", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:

@@ -20,8 +20,8 @@ from __future__ import annotations
 import importlib
 import logging
 import math
-from datetime import timedelta
 from collections.abc import Callable, Hashable
+from datetime import timedelta
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
@@ -125,6 +125,11 @@ class RedisStore:
         return f"RedisStore(prefix={self.prefix!r}, timeout={self.timeout!r})"
 
     @property
+    def closed(self) -> bool:
+        """True once `close()` was called."""
+        return self._closed
+
+    @property
     def degraded(self) -> bool:
         """True while the server does not answer and policies run on local state."""
         return self._degraded
@@ -211,9 +216,9 @@ class RedisStore:
 
     def _probe_until_recovered(self) -> None:
         delay = PROBE_FIRST
-        while not self._closed:
+        while True:
             _backend.sleep(delay)
-            if self._closed:
+            if self.closed:
                 return
             try:
                 _backend.within(self.timeout, self._client.ping())
@@ -227,10 +232,11 @@ class RedisStore:
         with self._lock:
             ports = [port for _, port in self._ports.values()]
             self._degraded = False
+        now = _backend.current_time()
         for port in ports:
             forget = getattr(port, "forget_view", None)
             if forget is not None:
-                forget()
+                forget(now)
         _log.warning("%s: Redis answers again; policies use the shared state", self._label)
         emit("store.recovered", self._label)
 

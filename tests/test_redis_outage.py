@@ -1,0 +1,141 @@
+"""A Redis server killed mid-run and started again: local fallback, one event, recovery.
+
+Each test starts a private redis-server on a free loopback port (never the shared one) and
+kills it by its pid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+
+import resilient_async as ra
+import resilient_async.sync as ra_sync
+from resilient_async.instrumentation import Event, hooks
+from resilient_async.stores import RedisStore
+
+from .helpers import asyncio_only
+from .redis_helpers import private_server, unique_prefix
+
+pytestmark = pytest.mark.redis
+
+SETTINGS = {"min_calls": 2, "window": 4, "open_for": 60.0}
+STORE_EVENTS = ("store.degraded", "store.recovered")
+
+
+async def ok() -> str:
+    return "ok"
+
+
+async def down() -> None:
+    raise ConnectionError("down")
+
+
+def store_events(events: list[Event]) -> list[str]:
+    return [event.kind for event in events if event.kind in STORE_EVENTS]
+
+
+@asyncio_only
+@pytest.mark.anyio
+async def test_a_server_killed_mid_run_and_started_again(caplog: pytest.LogCaptureFixture) -> None:
+    events: list[Event] = []
+    loop = asyncio.get_running_loop()
+    with private_server() as server, hooks(events.append):
+        prefix = unique_prefix()
+        store = RedisStore(server.url, prefix=prefix, timeout=0.2)
+        witness = RedisStore(server.url, prefix=prefix, timeout=0.2)
+        breaker = ra.CircuitBreaker("svc", store=store, **SETTINGS)
+        limiter = ra.RateLimiter(1000, name="api", store=store)
+        try:
+            assert await breaker.call(ok) == "ok"
+            await limiter.acquire()
+            assert not store.degraded
+
+            server.kill()
+            with caplog.at_level(logging.WARNING, logger="resilient_async.stores"):
+                start = loop.time()
+                for _ in range(50):
+                    assert await breaker.call(ok) == "ok"
+                    await limiter.acquire()
+                elapsed = loop.time() - start
+            # No hang: at most one step waited for the dead server (the rest run locally).
+            assert elapsed < 5.0
+            assert store.degraded
+            assert store_events(events) == ["store.degraded"]
+            warnings = [r for r in caplog.records if r.name == "resilient_async.stores"]
+            assert len(warnings) == 1
+            # The local state is a working breaker: two failures open it.
+            for _ in range(2):
+                with pytest.raises(ConnectionError):
+                    await breaker.call(down)
+            with pytest.raises(ra.CircuitOpenError):
+                await breaker.call(ok)
+
+            server.start()  # the same port: the server comes back, empty
+            for _ in range(400):
+                if not store.degraded:
+                    break
+                await asyncio.sleep(0.025)
+            assert not store.degraded
+            assert store_events(events) == ["store.degraded", "store.recovered"]
+            # Shared state again: the server's breaker (closed), which another store sees.
+            assert await breaker.call(ok) == "ok"
+            with pytest.raises(ConnectionError):
+                await breaker.call(down)  # 1 failure in 2 calls: opens it on the server
+            other = ra.CircuitBreaker("svc", store=witness, **SETTINGS)
+            with pytest.raises(ra.CircuitOpenError):
+                await other.call(ok)
+            await limiter.acquire()
+            assert not witness.degraded
+        finally:
+            await store.close()
+            await witness.close()
+
+
+@asyncio_only
+@pytest.mark.anyio
+async def test_an_unreachable_server_from_the_start_never_blocks_a_call() -> None:
+    events: list[Event] = []
+    loop = asyncio.get_running_loop()
+    with private_server() as server:
+        url = server.url
+    # Nothing listens on that port any more.
+    store = RedisStore(url, prefix=unique_prefix(), timeout=0.1)
+    breaker = ra.CircuitBreaker("svc", store=store, **SETTINGS)
+    try:
+        with hooks(events.append):
+            start = loop.time()
+            for _ in range(20):
+                assert await breaker.call(ok) == "ok"
+            assert loop.time() - start < 5.0
+        assert store.degraded
+        assert store_events(events) == ["store.degraded"]
+    finally:
+        await store.close()
+
+
+def test_the_sync_twin_falls_back_and_recovers_from_threads() -> None:
+    events: list[Event] = []
+    with private_server() as server, hooks(events.append):
+        store = ra_sync.RedisStore(server.url, prefix=unique_prefix(), timeout=0.2)
+        breaker = ra_sync.CircuitBreaker("svc", store=store, **SETTINGS)
+        try:
+            assert breaker.call(lambda: "ok") == "ok"
+            server.kill()
+            start = time.monotonic()
+            for _ in range(30):
+                assert breaker.call(lambda: "ok") == "ok"
+            assert time.monotonic() - start < 5.0
+            assert store.degraded
+            server.start()
+            deadline = time.monotonic() + 10.0
+            while store.degraded and time.monotonic() < deadline:
+                time.sleep(0.025)
+            assert not store.degraded
+            assert breaker.call(lambda: "ok") == "ok"
+        finally:
+            store.close()
+    assert store_events(events) == ["store.degraded", "store.recovered"]

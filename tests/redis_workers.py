@@ -116,6 +116,40 @@ async def limiter(
     return {"stamps": stamps, "degraded": degraded}
 
 
+async def budget(
+    url: str, prefix: str, index: int, ratio: float, floor: float, calls: int, fail: int
+) -> dict[str, Any]:
+    """Make `calls` calls through a Retry on a shared budget; report the attempts made.
+
+    `fail` = 1: every attempt fails (each call wants 4 retries); 0: every call succeeds (its
+    deposit funds the others' retries). A failing worker starts 0.5 s after the go, once
+    the succeeding ones' deposits have reached the server.
+    """
+    store = ra.stores.RedisStore(url, prefix=prefix, timeout=STORE_TIMEOUT)
+    shared = ra.RetryBudget(ratio, floor / 10.0, 10.0, name="api", store=store)
+    policy = ra.Retry(attempts=5, backoff=ra.backoff.constant(0.001), budget=shared)
+    attempts = 0
+
+    async def attempt() -> None:
+        nonlocal attempts
+        attempts += 1
+        if fail:
+            raise ConnectionError("down")
+
+    await asyncio.to_thread(wait_for_go, url, prefix, index)
+    if fail:
+        await asyncio.sleep(0.5)
+    for _ in range(calls):
+        try:
+            await policy.call(attempt)
+        except ConnectionError:
+            pass
+    await asyncio.sleep(0.2)  # let the last batch of deposits reach the server
+    degraded = store.degraded
+    await store.close()
+    return {"attempts": attempts, "calls": calls, "degraded": degraded}
+
+
 def main(argv: list[str]) -> None:
     """Run the role named by argv[0] and print its JSON report."""
     role, url, prefix, index, *rest = argv
@@ -127,6 +161,9 @@ def main(argv: list[str]) -> None:
     elif role == "limiter":
         rate, burst, seconds, wait = map(float, rest)
         report = asyncio.run(limiter(url, prefix, number, rate, burst, seconds, wait))
+    elif role == "budget":
+        ratio, floor, calls, fail = float(rest[0]), float(rest[1]), int(rest[2]), int(rest[3])
+        report = asyncio.run(budget(url, prefix, number, ratio, floor, calls, fail))
     else:
         raise SystemExit(f"unknown role {role!r}")
     print(json.dumps(report), flush=True)

@@ -49,6 +49,16 @@ async def test_a_server_killed_mid_run_and_started_again(caplog: pytest.LogCaptu
         witness = RedisStore(server.url, prefix=prefix, timeout=0.2)
         breaker = ra.CircuitBreaker("svc", store=store, **SETTINGS)
         limiter = ra.RateLimiter(1000, name="api", store=store)
+        budget = ra.RetryBudget(name="api", store=store)
+        retry = ra.Retry(attempts=2, backoff=ra.backoff.constant(0.0), budget=budget)
+        outcomes: list[bool] = []
+
+        async def flaky() -> str:
+            outcomes.append(True)
+            if len(outcomes) % 2:
+                raise ConnectionError("once")
+            return "ok"
+
         try:
             assert await breaker.call(ok) == "ok"
             await limiter.acquire()
@@ -67,6 +77,9 @@ async def test_a_server_killed_mid_run_and_started_again(caplog: pytest.LogCaptu
             assert store_events(events) == ["store.degraded"]
             warnings = [r for r in caplog.records if r.name == "resilient_async.stores"]
             assert len(warnings) == 1
+            # The budget withdraws locally: a retry is still made.
+            assert await retry.call(flaky) == "ok"
+            assert len(outcomes) == 2
             # The local state is a working breaker: two failures open it.
             for _ in range(2):
                 with pytest.raises(ConnectionError):
@@ -89,6 +102,8 @@ async def test_a_server_killed_mid_run_and_started_again(caplog: pytest.LogCaptu
             with pytest.raises(ra.CircuitOpenError):
                 await other.call(ok)
             await limiter.acquire()
+            assert await retry.call(flaky) == "ok"  # a retry withdrawn on the server again
+            assert len(outcomes) == 4
             assert not witness.degraded
         finally:
             await store.close()

@@ -80,3 +80,34 @@ def test_processes_sharing_a_limiter_never_exceed_rate_times_window_plus_burst()
     assert len(stamps) <= rate * (seconds + 0.5) + burst
     assert len(stamps) >= rate * seconds * 0.5
     assert all(report["stamps"] for report in found)
+
+
+def test_processes_sharing_a_retry_budget_never_retry_beyond_it() -> None:
+    # ratio 0: only the floor (5 retries per 10 s) for the whole fleet, not 5 per process.
+    with prefix_on() as prefix:
+        workers = [start_worker("budget", prefix, index, 0.0, 5, 10, 1) for index in range(4)]
+        wait_until_ready(prefix, len(workers))
+        go(prefix)
+        found = reports(workers)
+    assert not any(report["degraded"] for report in found)
+    retries = sum(report["attempts"] - report["calls"] for report in found)
+    assert retries == 5
+
+
+def test_deposits_of_one_process_fund_the_retries_of_another() -> None:
+    # No floor, ratio 0.5: two processes make 20 successful calls each (their deposits are
+    # batched to the server), two others fail every attempt: 20 retries in all, no more.
+    with prefix_on() as prefix:
+        workers = [
+            start_worker("budget", prefix, index, 0.5, 0, 20, fail)
+            for index, fail in enumerate((0, 0, 1, 1))
+        ]
+        wait_until_ready(prefix, len(workers))
+        go(prefix)
+        found = reports(workers)
+    assert not any(report["degraded"] for report in found)
+    failing = found[2:]
+    retries = sum(report["attempts"] - report["calls"] for report in failing)
+    # All 80 calls deposit: at most 0.5 * 80 = 40 retries, whatever the batching. The
+    # failing workers' own calls fund at most 20: more proves the others' deposits count.
+    assert 20 < retries <= 40, retries

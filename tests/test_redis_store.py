@@ -105,11 +105,6 @@ def test_policies_of_the_other_flavour_are_refused() -> None:
         ra.RateLimiter(5, name="api", store=ra_sync.RedisStore(URL))
 
 
-def test_a_retry_budget_is_not_shared_through_redis_yet() -> None:
-    with pytest.raises(TypeError, match="store must be a MemoryStore"):
-        ra.RetryBudget(name="api", store=RedisStore(URL))  # type: ignore[arg-type]
-
-
 def test_memory_state_is_never_shared_between_flavours() -> None:
     store = MemoryStore()
     ra.CircuitBreaker("db", store=store)
@@ -348,6 +343,65 @@ async def test_a_cancelled_waiter_gives_its_tokens_back(prefix: str) -> None:
     await store.close()
 
 
+# --- the shared retry budget in one process ------------------------------------------------
+
+
+@asyncio_only
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_retry_loops_on_two_stores_draw_on_one_budget(prefix: str) -> None:
+    events: list[Event] = []
+    async with open_stores(prefix, 2) as stores:
+        # ratio 0, floor 2 per 10 s: two retries in all, through either store.
+        budgets = [ra.RetryBudget(0.0, 0.2, 10.0, name="api", store=s) for s in stores]
+        assert budgets[0].available() == 2.0  # nothing asked yet: the floor
+        policies = [
+            ra.Retry(attempts=3, backoff=ra.backoff.constant(0.0), budget=b) for b in budgets
+        ]
+        calls = 0
+
+        async def failing() -> None:
+            nonlocal calls
+            calls += 1
+            raise ConnectionError("down")
+
+        with hooks(events.append):
+            with pytest.raises(ConnectionError):
+                await policies[0].call(failing)  # 1 call + 2 retries: the budget is spent
+            with pytest.raises(ConnectionError):
+                await policies[1].call(failing)  # no retry left
+            attempts = 0
+            with pytest.raises(ConnectionError):
+                async for attempt in policies[1].attempts():
+                    attempts += 1
+                    with attempt:
+                        await failing()
+        assert calls == 5
+        assert attempts == 1
+        assert budgets[1].available() == 0.0
+        stops = [e.fields["stop_reason"] for e in events if e.kind == "retry.gave_up"]
+        assert stops == ["attempts", "budget", "budget"]
+
+
+@asyncio_only
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_a_hedge_draws_on_a_shared_budget(prefix: str) -> None:
+    async with open_stores(prefix, 1) as (store,):
+        budget = ra.RetryBudget(0.0, 0.1, 10.0, name="hedges", store=store)  # one extra
+        hedge = ra.Hedge(0.01, max_attempts=3, budget=budget)
+        started = 0
+
+        async def slow() -> str:
+            nonlocal started
+            started += 1
+            await asyncio.sleep(0.1)
+            return "done"
+
+        assert await hedge.call(slow) == "done"
+        assert started == 2  # the budget allowed one hedge, not two
+
+
 # --- trio -------------------------------------------------------------------------------
 
 
@@ -359,14 +413,18 @@ async def test_on_trio_the_asyncio_store_is_a_clear_error(
     store = RedisStore(URL, prefix=prefix)
     breaker = ra.CircuitBreaker("svc", store=store)
     limiter = ra.RateLimiter(5, name="api", store=store)
+    retry = ra.Retry(budget=ra.RetryBudget(name="api", store=store))
     if anyio_backend[0] == "asyncio":
         assert await breaker.call(ok) == "ok"
         await limiter.acquire()
+        assert await retry.call(ok) == "ok"
     else:
         with pytest.raises(RuntimeError, match="runs only on asyncio, not on trio"):
             await breaker.call(ok)
         with pytest.raises(RuntimeError, match="runs only on asyncio, not on trio"):
             await limiter.acquire()
+        with pytest.raises(RuntimeError, match="runs only on asyncio, not on trio"):
+            await retry.call(ok)
     assert not store.degraded  # a misuse, not an outage: nothing falls back silently
     if anyio_backend[0] == "asyncio":
         await store.close()

@@ -26,8 +26,15 @@ from urllib.parse import urlsplit
 from ..instrumentation import emit
 from ..stores import scripts
 from . import _backend
-from .ports import BreakerConfig, LimiterConfig, MemoryBreakerPort, MemoryLimiterPort
-from .redis_ports import RedisBreakerPort, RedisLimiterPort
+from .ports import (
+    BreakerConfig,
+    BudgetConfig,
+    LimiterConfig,
+    MemoryBreakerPort,
+    MemoryBudgetPort,
+    MemoryLimiterPort,
+)
+from .redis_ports import RedisBreakerPort, RedisBudgetPort, RedisLimiterPort
 
 __all__ = ["RedisStore"]
 
@@ -48,11 +55,12 @@ _FLAVOUR: Final = "async" if _backend.IS_ASYNC else "sync"
 class RedisStore:
     """Share breakers, rate limiters and retry budgets across processes through Redis.
 
-    Pass it as `store=` to `CircuitBreaker` or `RateLimiter`: instances with the same kind
-    and name, in any number of processes, then share one state. Each step (admit a call,
-    record an outcome, take tokens) is one Lua script run atomically on the server with the
-    server's clock; a half-open breaker admits exactly `half_open_calls` probes across all
-    processes. A closed breaker costs one round trip per call (its outcome); see "Running
+    Pass it as `store=` to `CircuitBreaker`, `RateLimiter` or `RetryBudget`: instances with
+    the same kind and name, in any number of processes, then share one state. Each step
+    (admit a call, record an outcome, take tokens, withdraw a retry) is one Lua script run
+    atomically on the server with the server's clock; a half-open breaker admits exactly
+    `half_open_calls` probes across all processes. A closed breaker costs one round trip per
+    call (its outcome), a retry budget one per retry (deposits are batched); see "Running
     many replicas" in the docs for the consistency model.
 
     If Redis is unreachable or slower than `timeout`, policies keep working on local state;
@@ -112,6 +120,7 @@ class RedisStore:
         )
         self._breaker_script = self._client.register_script(scripts.BREAKER)
         self._limiter_script = self._client.register_script(scripts.LIMITER)
+        self._budget_script = self._client.register_script(scripts.BUDGET)
         self._ports: dict[tuple[str, str], tuple[Hashable, object]] = {}
         self._lock = _backend.Lock()
         self._degraded = False
@@ -180,7 +189,12 @@ class RedisStore:
         if kind == "limiter" and isinstance(local, MemoryLimiterPort):
             assert isinstance(config, LimiterConfig)
             return RedisLimiterPort(self, base, config, local)
-        raise TypeError(f"a RedisStore shares breakers and rate limiters, not a {kind}")
+        if kind == "retry_budget" and isinstance(local, MemoryBudgetPort):
+            assert isinstance(config, BudgetConfig)
+            return RedisBudgetPort(self, base, config, local)
+        raise TypeError(
+            f"a RedisStore shares breakers, rate limiters and retry budgets, not {kind}"
+        )
 
     async def step(self, script: Any, keys: list[str], args: list[object]) -> Any:
         """Run one script call within `timeout`; None if the store is (now) degraded.
@@ -244,6 +258,10 @@ class RedisStore:
         probe = self._probe
         if probe is not None:
             await probe.stop()
+        for _, port in list(self._ports.values()):
+            close = getattr(port, "close", None)
+            if close is not None:
+                await close()
         if self._owns_client:
             await self._client.aclose()
 

@@ -28,12 +28,14 @@ __all__ = [
     "BreakerConfig",
     "BreakerPort",
     "BudgetConfig",
+    "BudgetPort",
     "Control",
     "LimiterConfig",
     "LimiterPort",
     "MemoryBreakerPort",
     "MemoryBudgetPort",
     "MemoryLimiterPort",
+    "SharedBudgetPort",
     "Take",
 ]
 
@@ -112,6 +114,26 @@ class LimiterPort(Protocol):
 
     def give_back(self, tokens: float, now: float) -> None:
         """Return tokens taken by `take` that the caller no longer uses."""
+        ...
+
+
+class BudgetPort(Protocol):
+    """A retry budget's counts: deposits, and how many retries it would allow."""
+
+    def deposit(self, now: float) -> None:
+        """Count one call (a first attempt)."""
+        ...
+
+    def available(self, now: float) -> float:
+        """How many retries the budget would allow now, as far as this process knows."""
+        ...
+
+
+class SharedBudgetPort(BudgetPort, Protocol):
+    """A retry budget on a server: each withdrawal is an awaited step."""
+
+    def withdraw(self, now: float) -> bool:
+        """Count one retry if the budget allows it; tell whether it did."""
         ...
 
 

@@ -27,11 +27,15 @@ from .._core.breaker import (
     BreakerState,
     Transition,
 )
+from .._core.budget import DEFAULT_BUCKETS
+from . import _backend
 from .ports import (
     BreakerConfig,
+    BudgetConfig,
     Control,
     LimiterConfig,
     MemoryBreakerPort,
+    MemoryBudgetPort,
     MemoryLimiterPort,
     Take,
 )
@@ -39,9 +43,12 @@ from .ports import (
 if TYPE_CHECKING:
     from .redis_store import RedisStore
 
-__all__ = ["RedisBreakerPort", "RedisLimiterPort"]
+__all__ = ["RedisBreakerPort", "RedisBudgetPort", "RedisLimiterPort"]
 
 _HOUR: Final = 3600.0
+
+FLUSH_INTERVAL: Final = 0.05
+"""Seconds between two background sends of a budget's batched deposits."""
 _NO_TRANSITIONS: Final[tuple[Transition, ...]] = ()
 _TARGET: Final = {
     "force_open": BreakerState.FORCED_OPEN,
@@ -259,6 +266,99 @@ class RedisLimiterPort:
         rate, burst, ttl = self._args
         args: list[Any] = [rate, burst, repr(float(tokens)), "-1", "give", ttl]
         self._store.step(self._store._limiter_script, self._keys, args)
+
+
+class RedisBudgetPort:
+    """A retry budget on the server: retries withdrawn atomically, deposits batched.
+
+    A withdrawal (a retry about to be made) is one awaited step that also carries the
+    deposits counted since the last step. Deposits (first attempts) cost no round trip: they
+    are counted here and sent by a background step at most every `FLUSH_INTERVAL` seconds,
+    so the budget the server sees grows up to that much late. That errs on the safe side:
+    the fleet never retries more than the budget allows, it may allow a little less.
+    """
+
+    __slots__ = (
+        "_args",
+        "_available",
+        "_flusher",
+        "_keys",
+        "_last_flush",
+        "_lock",
+        "_pending",
+        "_store",
+        "local",
+    )
+
+    def __init__(
+        self, store: RedisStore, base: str, config: BudgetConfig, local: MemoryBudgetPort
+    ) -> None:
+        self._store = store
+        self.local = local
+        self._keys = [f"{base}:budget"]
+        floor = config.min_per_second * config.ttl
+        ttl = _HOUR + 2.0 * config.ttl
+        self._args = [
+            repr(config.ratio),
+            repr(floor),
+            repr(config.ttl),
+            DEFAULT_BUCKETS,
+            int(ttl * 1000),
+        ]
+        self._available = floor  # what the last step said (nothing asked yet: the floor)
+        self._pending = 0
+        self._last_flush = -math.inf
+        self._flusher: _backend.Background | None = None
+        self._lock = _backend.Lock()
+
+    def deposit(self, now: float) -> None:
+        """Count one call; a background step sends the count (no round trip here)."""
+        self.local.deposit(now)  # the local fallback stays warm for an outage
+        with self._lock:
+            self._pending += 1
+            due = self._flusher is None and now - self._last_flush >= FLUSH_INTERVAL
+            if due:
+                self._last_flush = now
+        if due and not self._store.degraded and not self._store.closed:
+            _backend.require_asyncio("RedisStore (redis-py's asyncio client)")
+            self._flusher = _backend.Background(self._flush)
+
+    def withdraw(self, now: float) -> bool:
+        """Withdraw one retry in one step on the server (with the batched deposits)."""
+        if self._store.degraded:
+            return self.local.try_withdraw(now)
+        granted = self._step(withdraw=True)
+        if granted is None:
+            return self.local.try_withdraw(now)
+        return granted
+
+    def available(self, now: float) -> float:
+        """Retries available as of this process's last step (local while degraded)."""
+        if self._store.degraded:
+            return self.local.available(now)
+        return self._available
+
+    def close(self) -> None:
+        """Stop a background send in flight (its deposits are lost)."""
+        flusher = self._flusher
+        if flusher is not None:
+            flusher.stop()
+
+    def _flush(self) -> None:
+        try:
+            self._step(withdraw=False)
+        finally:
+            self._flusher = None
+
+    def _step(self, *, withdraw: bool) -> bool | None:
+        with self._lock:
+            calls, self._pending = self._pending, 0
+        args: list[Any] = [calls, int(withdraw), *self._args]
+        reply = self._store.step(self._store._budget_script, self._keys, args)
+        if reply is None:
+            return None  # the deposits are lost with the outage: the budget errs low
+        self._available = float(reply[1])
+        return bool(int(reply[0]))
 
 
 def _text(value: Any) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["BREAKER", "LIMITER"]
+__all__ = ["BREAKER", "BUDGET", "LIMITER"]
 
 BREAKER: Final = r"""
 local state_key, ring_key, probes_key = KEYS[1], KEYS[2], KEYS[3]
@@ -289,3 +289,48 @@ return {granted, string.format('%.9f', wait)}
 """One step of a shared token bucket: `take` (at once, reserved with a wait of at most
 `limit` seconds, or refused; a negative limit means none) or `give` back. Returns
 {granted (1/0), wait}."""
+
+BUDGET: Final = r"""
+local key = KEYS[1]
+local calls, withdraw = tonumber(ARGV[1]), ARGV[2] == '1'
+local ratio, floor, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local buckets, ttl_ms = tonumber(ARGV[6]), tonumber(ARGV[7])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local width = ttl / buckets
+local epoch = math.floor(now / width)
+local size = buckets + 1
+local b = {}
+local raw = redis.call('HGETALL', key)
+for i = 1, #raw, 2 do b[raw[i]] = tonumber(raw[i + 1]) end
+local i = epoch % size
+if b['e' .. i] ~= epoch then
+  b['e' .. i], b['c' .. i], b['r' .. i] = epoch, 0, 0
+  redis.call('HSET', key, 'e' .. i, epoch, 'c' .. i, 0, 'r' .. i, 0)
+end
+if calls > 0 then
+  b['c' .. i] = b['c' .. i] + calls
+  redis.call('HINCRBY', key, 'c' .. i, calls)
+end
+local total_calls, total_retries = 0, 0
+for j = 0, size - 1 do
+  local e = b['e' .. j]
+  if e and e > epoch - size and e <= epoch then
+    total_calls = total_calls + b['c' .. j]
+    total_retries = total_retries + b['r' .. j]
+  end
+end
+local granted = 0
+if withdraw and total_retries + 1 <= ratio * total_calls + floor then
+  granted = 1
+  total_retries = total_retries + 1
+  redis.call('HINCRBY', key, 'r' .. i, 1)
+end
+redis.call('PEXPIRE', key, ttl_ms)
+local available = math.max(0, ratio * total_calls + floor - total_retries)
+return {granted, string.format('%.6f', available)}
+"""
+"""One step of a shared retry budget: add `calls` first attempts (deposits batched by the
+process), then, if asked, withdraw one retry when the budget allows it. Counts live in
+`buckets + 1` buckets of `ttl / buckets` seconds, as in `_core/budget.py`. Returns
+{granted (1/0), retries available after the step}."""

@@ -1,7 +1,7 @@
 """Shared state on Redis: the cost of one call with a RedisStore, beside the memory store.
 
-Every case with Redis makes one round trip per call to the server on 127.0.0.1:6379 (a
-closed breaker: its outcome; a limiter: its take), so a bare PING through the same client is
+Every breaker or limiter case with Redis makes one round trip per call to the server on
+127.0.0.1:6379 (a closed breaker: its outcome; a limiter: its take), so a bare PING through the same client is
 the reference for "one round trip". pybreaker's `CircuitRedisStorage` is measured side by
 side in the sync group (pybreaker is sync only). The groups are skipped when no Redis server
 answers. Ratios are to the memory store's case.
@@ -19,6 +19,7 @@ import redis.asyncio
 from resilient_async._async.breaker import CircuitBreaker
 from resilient_async._async.ratelimit import RateLimiter
 from resilient_async._async.redis_store import RedisStore
+from resilient_async._async.retry import Retry, RetryBudget
 from resilient_async._sync.breaker import CircuitBreaker as SyncCircuitBreaker
 from resilient_async._sync.redis_store import RedisStore as SyncRedisStore
 
@@ -87,6 +88,25 @@ def _limiter_redis() -> object:
     return op
 
 
+def _retry_budget_memory() -> object:
+    policy = Retry(budget=RetryBudget())
+
+    async def op() -> int:
+        return await policy.call(_work)
+
+    return op
+
+
+def _retry_budget_redis() -> object:
+    store = RedisStore(URL, prefix=PREFIX, timeout=1.0)
+    policy = Retry(budget=RetryBudget(name="bench", store=store))
+
+    async def op() -> int:
+        return await policy.call(_work)
+
+    return op
+
+
 def _ping() -> object:
     client = redis.asyncio.Redis.from_url(URL)
 
@@ -107,6 +127,8 @@ for _name, _factory in (
     ("ra.CircuitBreaker.call, RedisStore", _breaker_redis),
     ("ra.RateLimiter.acquire, memory", _limiter_memory),
     ("ra.RateLimiter.acquire, RedisStore", _limiter_redis),
+    ("ra.Retry.call with a RetryBudget, memory", _retry_budget_memory),
+    ("ra.Retry.call with a RetryBudget, RedisStore", _retry_budget_redis),
     ("redis PING (one round trip)", _ping),
 ):
     async_group.add(_name, _factory, backends=ASYNCIO_ONLY)

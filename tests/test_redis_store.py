@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -14,6 +15,10 @@ import redis.asyncio
 
 import resilient_async as ra
 import resilient_async.sync as ra_sync
+from resilient_async._async.ports import BreakerConfig, MemoryBreakerPort
+from resilient_async._async.redis_ports import RedisBreakerPort
+from resilient_async._core.breaker import REJECTED, BreakerCore
+from resilient_async._core.window import CountWindow
 from resilient_async.instrumentation import Event, hooks
 from resilient_async.stores import MemoryStore, RedisStore
 
@@ -472,3 +477,59 @@ def test_sync_breakers_in_threads_admit_exactly_half_open_calls(prefix: str) -> 
     for store in stores:
         assert not store.degraded
         store.close()
+
+
+# --- the server's breaker against the pure core ---------------------------------------------
+
+
+@asyncio_only
+@pytest.mark.redis
+@pytest.mark.anyio
+@pytest.mark.parametrize("seed", range(6))
+async def test_the_breaker_script_follows_the_pure_core(prefix: str, seed: int) -> None:
+    """Random admissions, outcomes and cancellations: the same decisions, tickets, states.
+
+    `open_for=0` and a long probe timeout take the clocks out of the comparison (the script
+    reads the server's, the core is given 0.0): only the rules are compared.
+    """
+    config = BreakerConfig("count", 6, 0.5, 3, 0.0, 2, None, 1.0, 1000.0)
+    core = BreakerCore(
+        CountWindow(6), failure_rate=0.5, min_calls=3, open_for=0.0, half_open_calls=2,
+        slow_call_rate=1.0, probe_timeout=1000.0,
+    )  # fmt: skip
+    async with open_stores(prefix, 1) as (store,):
+        local = MemoryBreakerPort(BreakerCore(CountWindow(6), failure_rate=0.5, min_calls=3,
+                                              open_for=0.0, half_open_calls=2, slow_call_rate=1.0,
+                                              probe_timeout=1000.0))  # fmt: skip
+        port = RedisBreakerPort(store, f"{prefix}:{{breaker:model}}", config, local)
+        rng = random.Random(seed)
+        held: list[int] = []
+        for _ in range(80):
+            roll = rng.random()
+            if roll < 0.45 or not held:
+                expected = core.acquire(0.0)
+                got = await port.acquire(0.0)
+                assert (got.ticket == REJECTED) == (expected.ticket == REJECTED)
+                if expected.ticket != REJECTED:
+                    assert -2 - got.ticket == expected.ticket
+                    held.append(expected.ticket)
+                assert got.transitions == expected.transitions
+            else:
+                ticket = held.pop(rng.randrange(len(held)))
+                if roll < 0.9:
+                    failed = rng.random() < 0.5
+                    if failed:
+                        expected_t = core.on_failure(ticket, 0.0)
+                    else:
+                        expected_t = core.on_success(ticket, 0.0)
+                    got_t = await port.record(-2 - ticket, 0.0, failed, False)
+                else:
+                    expected_t = core.on_cancel(ticket, 0.0)
+                    got_t = await port.cancel(-2 - ticket, 0.0)
+                assert got_t == expected_t
+            assert port.peek(0.0) is core.peek(0.0)
+            calls, failures, _ = core.window.totals(0.0)
+            snapshot = port.metrics(0.0)
+            if core.state is BreakerState.CLOSED and port._view is not None:
+                assert (snapshot.calls, snapshot.failures) == (calls, failures)
+        assert not store.degraded

@@ -251,7 +251,7 @@ class RedisStore:
             forget = getattr(port, "forget_view", None)
             if forget is not None:
                 forget(now)
-        _log.warning("%s: Redis answers again; policies use the shared state", self._label)
+        _log.info("%s: Redis answers again; policies use the shared state", self._label)
         emit("store.recovered", self._label)
 
     def close(self) -> None:

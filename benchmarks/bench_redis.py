@@ -1,10 +1,11 @@
 """Shared state on Redis: the cost of one call with a RedisStore, beside the memory store.
 
 Every breaker or limiter case with Redis makes one round trip per call to the server on
-127.0.0.1:6379 (a closed breaker: its outcome; a limiter: its take), so a bare PING through the same client is
-the reference for "one round trip". pybreaker's `CircuitRedisStorage` is measured side by
-side in the sync group (pybreaker is sync only). The groups are skipped when no Redis server
-answers. Ratios are to the memory store's case.
+127.0.0.1:6379 (a closed breaker: its outcome; a limiter: its take), so a bare PING through
+the same client is the reference for "one round trip". A successful `Retry` with a shared
+budget makes none (its deposit is sent in a batch). pybreaker's `CircuitRedisStorage` is
+measured side by side in the sync group (pybreaker is sync only). The groups are skipped
+when no Redis server answers. Ratios are to the memory store's case.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ part, and prints one JSON line with what it saw.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import threading
@@ -140,10 +141,8 @@ async def budget(
     if fail:
         await asyncio.sleep(0.5)
     for _ in range(calls):
-        try:
+        with contextlib.suppress(ConnectionError):
             await policy.call(attempt)
-        except ConnectionError:
-            pass
     await asyncio.sleep(0.2)  # let the last batch of deposits reach the server
     degraded = store.degraded
     await store.close()

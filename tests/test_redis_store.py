@@ -110,6 +110,11 @@ def test_policies_of_the_other_flavour_are_refused() -> None:
         ra.RateLimiter(5, name="api", store=ra_sync.RedisStore(URL))
 
 
+def test_a_name_with_braces_is_refused() -> None:
+    with pytest.raises(ValueError, match="cannot hold braces"):
+        ra.CircuitBreaker("a{b}", store=RedisStore(URL))
+
+
 def test_memory_state_is_never_shared_between_flavours() -> None:
     store = MemoryStore()
     ra.CircuitBreaker("db", store=store)
@@ -533,3 +538,47 @@ async def test_the_breaker_script_follows_the_pure_core(prefix: str, seed: int) 
             if core.state is BreakerState.CLOSED and port._view is not None:
                 assert (snapshot.calls, snapshot.failures) == (calls, failures)
         assert not store.degraded
+
+
+@pytest.mark.redis
+def test_sync_limiters_and_budgets_in_threads_share_one_state(prefix: str) -> None:
+    stores = [ra_sync.RedisStore(URL, prefix=prefix, timeout=2.0) for _ in range(2)]
+    limiters = [ra_sync.RateLimiter(1, per=3600.0, burst=15, name="api", store=s) for s in stores]
+    budgets = [ra_sync.RetryBudget(0.0, 0.4, 10.0, name="api", store=s) for s in stores]
+    policies = [ra_sync.Retry(attempts=10, backoff=ra.backoff.constant(0.0), budget=b)
+                for b in budgets]  # fmt: skip
+    taken: list[int] = []
+    attempts: list[int] = []
+    lock = threading.Lock()
+
+    def worker(index: int) -> None:
+        mine = 0
+        for _ in range(10):
+            try:
+                limiters[index % 2].acquire()
+                mine += 1
+            except ra_sync.RateLimitedError:
+                pass
+        calls = 0
+
+        def failing() -> None:
+            nonlocal calls
+            calls += 1
+            raise ConnectionError("down")
+
+        with contextlib.suppress(ConnectionError):
+            policies[index % 2].call(failing)
+        with lock:
+            taken.append(mine)
+            attempts.append(calls)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(taken) == 15  # the burst, once, across both stores and all threads
+    assert sum(attempts) - len(attempts) == 4  # the budget's floor: 0.4/s * 10 s
+    for store in stores:
+        assert not store.degraded
+        store.close()

@@ -157,7 +157,8 @@ class RedisStore:
         Raises:
             TypeError: The policy is of the other flavour, or of a kind this store cannot
                 share.
-            ValueError: A policy of that kind and name in this process has other settings.
+            ValueError: A policy of that kind and name in this process has other settings,
+                or the name holds braces.
         """
         if flavour != _FLAVOUR:
             other = "resilient_async.sync" if _FLAVOUR == "sync" else "resilient_async"
@@ -165,6 +166,11 @@ class RedisStore:
                 f"this RedisStore serves the {_FLAVOUR} policies (its client is "
                 f"{_backend.REDIS_CLIENT}.Redis); use the RedisStore of {other}'s twin "
                 "for the other flavour (both may share the same Redis keys)"
+            )
+        if any(c in "{}" for c in name):
+            raise ValueError(
+                f"the name of a {kind} shared through a RedisStore cannot hold braces (its "
+                f"keys carry it in a Redis Cluster hash tag), got {name!r}"
             )
         key = (kind, name)
         with self._lock:

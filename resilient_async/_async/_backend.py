@@ -30,6 +30,7 @@ __all__ = [
     "IS_ASYNC",
     "REDIS_CLIENT",
     "Background",
+    "loop_key",
     "DeadlineScope",
     "Event",
     "Lock",
@@ -306,6 +307,11 @@ async def yield_now() -> None:
 
 
 # --- for clients of asyncio-only libraries (redis-py's asyncio client) -------------------
+
+
+def loop_key() -> object:
+    """The running asyncio loop, to tell when a client's connections belong to another."""
+    return _get_running_loop()
 
 
 def require_asyncio(what: str) -> None:

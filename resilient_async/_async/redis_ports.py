@@ -203,7 +203,7 @@ class RedisBreakerPort:
     ) -> tuple[int, tuple[Transition, ...]] | None:
         pending = self._pending or ""
         args = [op, ticket, int(failed), int(slow), pending, *self._args]
-        reply = await self._store.step(self._store._breaker_script, self._keys, args)
+        reply = await self._store.step("breaker", self._keys, args)
         if reply is None:
             return None
         if _text(reply[0]) == "config":
@@ -255,7 +255,7 @@ class RedisLimiterPort:
         rate, burst, ttl = self._args
         bound = -1.0 if limit == math.inf else max(limit, 0.0)
         args: list[Any] = [rate, burst, repr(float(tokens)), repr(bound), "take", ttl]
-        reply = await self._store.step(self._store._limiter_script, self._keys, args)
+        reply = await self._store.step("limiter", self._keys, args)
         if reply is None:
             return await self.local.take(tokens, now, limit)
         return bool(int(reply[0])), float(reply[1])
@@ -267,7 +267,7 @@ class RedisLimiterPort:
             return
         rate, burst, ttl = self._args
         args: list[Any] = [rate, burst, repr(float(tokens)), "-1", "give", ttl]
-        await self._store.step(self._store._limiter_script, self._keys, args)
+        await self._store.step("limiter", self._keys, args)
 
 
 class RedisBudgetPort:
@@ -356,7 +356,7 @@ class RedisBudgetPort:
         with self._lock:
             calls, self._pending = self._pending, 0
         args: list[Any] = [calls, int(withdraw), *self._args]
-        reply = await self._store.step(self._store._budget_script, self._keys, args)
+        reply = await self._store.step("budget", self._keys, args)
         if reply is None:
             return None  # the deposits are lost with the outage: the budget errs low
         self._available = float(reply[1])

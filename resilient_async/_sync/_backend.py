@@ -24,6 +24,7 @@ __all__ = [
     "IS_ASYNC",
     "REDIS_CLIENT",
     "Background",
+    "loop_key",
     "DeadlineScope",
     "Event",
     "Lock",
@@ -185,6 +186,11 @@ def yield_now() -> None:
 
 
 # --- for clients of I/O libraries (redis-py's sync client) -------------------------------
+
+
+def loop_key() -> object:
+    """None: sync clients belong to no event loop."""
+    return None
 
 
 def require_asyncio(what: str) -> None:

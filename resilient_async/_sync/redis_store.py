@@ -102,6 +102,7 @@ class RedisStore:
         self.timeout = _check_timeout(timeout)
         redis: Any = _import_redis()
         self._owns_client = isinstance(client_or_url, str)
+        self._url = client_or_url if self._owns_client else None
         if self._owns_client:
             self._client = _client_from_url(redis, client_or_url, self.timeout)
         elif isinstance(client_or_url, redis.Redis):
@@ -115,14 +116,16 @@ class RedisStore:
         # What means "the store cannot answer now": any redis-py error, a socket error, or
         # our own timeout. A script that the server lost (a restart) is reloaded by
         # redis-py's Script object, which calls by SHA and loads again on NOSCRIPT.
+        # A client whose connections belong to an event loop that has ended raises
+        # RuntimeError: for a client passed in, that is an outage too.
         self._errors: tuple[type[BaseException], ...] = (
             exceptions.RedisError,
             OSError,
             TimeoutError,
+            RuntimeError,
         )
-        self._breaker_script = self._client.register_script(scripts.BREAKER)
-        self._limiter_script = self._client.register_script(scripts.LIMITER)
-        self._budget_script = self._client.register_script(scripts.BUDGET)
+        self._register_scripts()
+        self._loop: object = None  # the loop the client's connections belong to
         self._ports: dict[tuple[str, str], tuple[Hashable, object]] = {}
         self._lock = _backend.Lock()
         self._degraded = False
@@ -132,6 +135,27 @@ class RedisStore:
 
     def __repr__(self) -> str:
         return f"RedisStore(prefix={self.prefix!r}, timeout={self.timeout!r})"
+
+    def _register_scripts(self) -> None:
+        # No I/O: a script is sent by SHA, and loaded on the first NOSCRIPT.
+        register = self._client.register_script
+        self._scripts = {
+            "breaker": register(scripts.BREAKER),
+            "limiter": register(scripts.LIMITER),
+            "budget": register(scripts.BUDGET),
+        }
+
+    def _bind(self) -> None:
+        """Give a client made from a URL fresh connections when another loop runs now."""
+        loop = _backend.loop_key()
+        if loop is self._loop:
+            return
+        if self._loop is not None and self._url is not None:
+            # The old connections belong to a loop that has ended (asyncio.run again, a
+            # test per loop): start over with a new client, as a new process would.
+            self._client = _client_from_url(_import_redis(), self._url, self.timeout)
+            self._register_scripts()
+        self._loop = loop
 
     @property
     def closed(self) -> bool:
@@ -204,8 +228,8 @@ class RedisStore:
             f"a RedisStore shares breakers, rate limiters and retry budgets, not {kind}"
         )
 
-    def step(self, script: Any, keys: list[str], args: list[object]) -> Any:
-        """Run one script call within `timeout`; None if the store is (now) degraded.
+    def step(self, script: str, keys: list[str], args: list[object]) -> Any:
+        """Run one call of `script` (its kind) within `timeout`; None if degraded now.
 
         Raises:
             RuntimeError: The async store is used outside asyncio (on trio).
@@ -213,8 +237,10 @@ class RedisStore:
         if self._degraded:
             return None
         _backend.require_asyncio("RedisStore (redis-py's asyncio client)")
+        self._bind()
         try:
-            return _backend.within(self.timeout, script(keys=keys, args=args))
+            run = self._scripts[script]
+            return _backend.within(self.timeout, run(keys=keys, args=args))
         except self._errors as error:
             self._degrade(error)
             return None
@@ -240,6 +266,7 @@ class RedisStore:
             _backend.sleep(delay)
             if self.closed:
                 return
+            self._bind()
             try:
                 _backend.within(self.timeout, self._client.ping())
             except self._errors:

@@ -79,7 +79,6 @@ def test_processes_sharing_a_limiter_never_exceed_rate_times_window_plus_burst()
     # Shared, not four private buckets (which would admit about four times as many).
     assert len(stamps) <= rate * (seconds + 0.5) + burst
     assert len(stamps) >= rate * seconds * 0.5
-    assert all(report["stamps"] for report in found)
 
 
 def test_processes_sharing_a_retry_budget_never_retry_beyond_it() -> None:

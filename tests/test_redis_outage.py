@@ -7,8 +7,12 @@ kills it by its pid.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -154,3 +158,64 @@ def test_the_sync_twin_falls_back_and_recovers_from_threads() -> None:
         finally:
             store.close()
     assert store_events(events) == ["store.degraded", "store.recovered"]
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[str]:
+    """A loopback port that accepts connections and never answers (a hung server)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.05)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                accepted.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+    finally:
+        stop.set()
+        thread.join()
+        for connection in accepted:
+            connection.close()
+        listener.close()
+
+
+@asyncio_only
+@pytest.mark.anyio
+async def test_a_server_that_never_answers_costs_one_timeout_once() -> None:
+    events: list[Event] = []
+    loop = asyncio.get_running_loop()
+    with silent_server() as url, hooks(events.append):
+        store = RedisStore(url, prefix=unique_prefix(), timeout=0.2)
+        limiter = ra.RateLimiter(100, name="api", store=store)
+        try:
+            start = loop.time()
+            await limiter.acquire()  # waits out the timeout once, then goes on locally
+            first = loop.time() - start
+            start = loop.time()
+            for _ in range(20):
+                await limiter.acquire()
+            rest = loop.time() - start
+        finally:
+            await store.close()
+    assert 0.15 <= first < 3.0  # the timeout, give or take a loaded machine
+    assert rest < 1.0  # no more waiting: the store is degraded
+    assert store_events(events) == ["store.degraded"]
+
+
+def test_the_sync_twin_bounds_a_hung_server_by_its_timeout() -> None:
+    with silent_server() as url:
+        store = ra_sync.RedisStore(url, prefix=unique_prefix(), timeout=0.2)
+        breaker = ra_sync.CircuitBreaker("svc", store=store)
+        start = time.monotonic()
+        assert breaker.call(lambda: "ok") == "ok"
+        assert time.monotonic() - start < 3.0
+        assert store.degraded
+        store.close()

@@ -149,6 +149,17 @@ async def test_two_stores_share_one_breaker(prefix: str) -> None:
     assert first.state is BreakerState.OPEN
     snapshot = first.metrics()
     assert (snapshot.calls, snapshot.failures) == (2, 1)
+    # A breaker that has made no step yet reads the server's state (a blocking read)...
+    async with open_stores(prefix, 1) as (third_store,):
+        third = ra.CircuitBreaker("svc", store=third_store, **settings)
+        assert third.state is BreakerState.OPEN
+        assert third.metrics().failures == 1
+    # ...except on a store given an asyncio client, which has no blocking client to read
+    # with: it shows what it last saw (nothing yet: closed).
+    client = redis.asyncio.Redis.from_url(URL)
+    given = RedisStore(client, prefix=prefix)
+    assert ra.CircuitBreaker("svc", store=given, **settings).state is BreakerState.CLOSED
+    await client.aclose()
     await asyncio.sleep(0.35)
     assert second.state is BreakerState.HALF_OPEN  # from the view, before any call
     assert await second.call(ok) == "ok"  # the probe closes it
@@ -454,7 +465,7 @@ def test_sync_breakers_in_threads_admit_exactly_half_open_calls(prefix: str) -> 
 
     with pytest.raises(ConnectionError):
         breakers[0].call(fail)
-    assert breakers[1].state is BreakerState.CLOSED  # its view: nothing heard yet
+    assert breakers[1].state is BreakerState.OPEN  # read from the server, before any call
     threading.Event().wait(0.3)
     admitted: list[int] = []
     release = threading.Event()

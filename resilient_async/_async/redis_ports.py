@@ -147,9 +147,26 @@ class RedisBreakerPort:
         return _NO_TRANSITIONS if reply is None else reply[1]
 
     def peek(self, now: float) -> BreakerState:
-        """See `BreakerPort.peek`: the last state seen, advanced by the time since."""
+        """See `BreakerPort.peek`: the server's state (one blocking read), or the last seen.
+
+        The last state seen is advanced by the time since; it answers when the read cannot
+        be made (an async store given a client, a failed read).
+        """
         if self._store.degraded:
             return self.local.peek(now)
+        self._read(now)
+        return self._seen(now)
+
+    def _read(self, now: float) -> None:
+        """Refresh the view with one read-only step, changing nothing on the server."""
+        if self._pending is not None:
+            return  # a manual command not sent yet: the view shows its state already
+        args: list[object] = ["peek", -1, 0, 0, "", *self._args]
+        reply = self._store.read("breaker", self._keys, args)
+        if reply is not None and _text(reply[0]) != "config":
+            self._remember(reply, now)
+
+    def _seen(self, now: float) -> BreakerState:
         view = self._view
         if view is None:
             return BreakerState.CLOSED  # nothing heard yet: the first call will ask
@@ -162,13 +179,14 @@ class RedisBreakerPort:
         return view.state
 
     def metrics(self, now: float) -> BreakerMetrics:
-        """See `BreakerPort.metrics`: the window as of the last step."""
+        """See `BreakerPort.metrics`: the server's window (one blocking read), or the last seen."""
         if self._store.degraded:
             return self.local.metrics(now)
+        self._read(now)
         view = self._view
         if view is None:
             return BreakerMetrics(BreakerState.CLOSED, 0, 0, 0, 0.0, 0.0, 0, None)
-        state = self.peek(now)
+        state = self._seen(now)
         retry_after = view.retry_after
         if retry_after is not None:
             retry_after = max(0.0, retry_after - (now - view.at))
@@ -216,6 +234,10 @@ class RedisBreakerPort:
             )
         if self._pending == pending:
             self._pending = None
+        return self._remember(reply, now)
+
+    def _remember(self, reply: Any, now: float) -> tuple[int, tuple[Transition, ...]]:
+        """Keep the state a step told; return its ticket and transitions."""
         retry_after = float(reply[2]) if reply[2] else None
         self._view = _View(
             now,

@@ -124,6 +124,9 @@ class RedisStore:
         )
         self._register_scripts()
         self._loop: object = None  # the loop the client's connections belong to
+        # For reads that cannot await (`breaker.state`): a blocking client, made on first use.
+        self._reader: Any = None
+        self._reader_scripts: dict[str, Any] = {}
         self._ports: dict[tuple[str, str], tuple[Hashable, object]] = {}
         self._lock = _backend.Lock()
         self._degraded = False
@@ -243,6 +246,33 @@ class RedisStore:
             self._degrade(error)
             return None
 
+    def read(self, script: str, keys: list[str], args: list[object]) -> Any:
+        """Run one read-only call of `script` blocking, within `timeout`; None if it fails.
+
+        For the reads that cannot await (`state`, `metrics()` of a shared breaker). The sync
+        store uses its client; the async one a sync client of its own, made from its URL
+        (None when it was given a client: the caller then shows what it last saw). A failed
+        read changes nothing, not even the store's health: the next step will tell.
+        """
+        if self._degraded:
+            return None
+        found = self._reader_scripts.get(script)
+        if found is None:
+            reader = self._client if not _backend.IS_ASYNC else self._sync_reader()
+            if reader is None:
+                return None
+            sources = {"breaker": scripts.BREAKER, "limiter": scripts.LIMITER}
+            found = self._reader_scripts[script] = reader.register_script(sources[script])
+        try:
+            return found(keys=keys, args=args)
+        except self._errors:
+            return None
+
+    def _sync_reader(self) -> Any:
+        if self._reader is None and self._url is not None:
+            self._reader = _client_from_url(_import_redis("redis"), self._url, self.timeout)
+        return self._reader
+
     # --- health ---------------------------------------------------------------------------
 
     def _degrade(self, error: BaseException) -> None:
@@ -297,11 +327,13 @@ class RedisStore:
                 await close()
         if self._owns_client:
             await self._client.aclose()
+        if self._reader is not None and self._reader is not self._client:
+            self._reader.close()
 
 
-def _import_redis() -> Any:
+def _import_redis(module: str = _backend.REDIS_CLIENT) -> Any:
     try:
-        return importlib.import_module(_backend.REDIS_CLIENT)
+        return importlib.import_module(module)
     except ImportError as error:
         raise ImportError("RedisStore needs redis-py: install resilient_async[redis]") from error
 
@@ -317,7 +349,7 @@ def _client_from_url(redis: Any, url: str, timeout: float) -> Any:
         path = parts.path.strip("/")
         if parts.scheme != "unix" and path and not path.isdigit():
             raise ValueError(f"the database must be a number, got {path!r}")
-        retry = importlib.import_module(f"{_backend.REDIS_CLIENT}.retry").Retry
+        retry = importlib.import_module(f"{redis.__name__}.retry").Retry
         no_backoff = importlib.import_module("redis.backoff").NoBackoff
         return redis.Redis.from_url(
             url,

@@ -3,9 +3,10 @@
 `CircuitBreaker(..., store=RedisStore(...))` becomes this class at construction. Admission,
 outcomes and cancellations are awaited steps of the port (each one atomic on the server, or
 on the local fallback while the server is unreachable); everything else, the rules, events,
-error context and what counts as a failure, is the plain breaker's. Reading `state` and
-`metrics()` never waits: they show what the last step of this process saw. `force_open`,
-`disable` and `reset` apply at once to that view and reach the server with this process's
+error context and what counts as a failure, is the plain breaker's. `state` and `metrics()`
+cannot await: they read the server with a blocking, read-only step bounded by the store's
+`timeout` (and show what this process last saw when that read cannot be made). `force_open`,
+`disable` and `reset` apply at once to this process's view and reach the server with its
 next step through the breaker.
 """
 
@@ -91,11 +92,11 @@ class SharedCircuitBreaker(CircuitBreaker):
 
     @property
     def state(self) -> BreakerState:
-        """The state as of this process's last step, advanced by the time since."""
+        """The state on the server (a blocking read), or as of this process's last step."""
         return self._port.peek(_now())
 
     def metrics(self) -> BreakerMetrics:
-        """A snapshot as of this process's last step (window figures from the server)."""
+        """A snapshot of the server's state (a blocking read), or as of the last step."""
         return self._port.metrics(_now())
 
     def force_open(self) -> None:

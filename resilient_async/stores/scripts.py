@@ -38,7 +38,7 @@ for i = 1, #flat, 2 do s[flat[i]] = flat[i + 1] end
 if s.cfg == nil then
   s = {state = 'closed', serial = '0', gen = '0', opened = '0', psucc = '0', pslow = '0',
        total = '0', failures = '0', slow = '0'}
-  redis.call('DEL', ring_key, probes_key)
+  if op ~= 'peek' then redis.call('DEL', ring_key, probes_key) end
 elseif s.cfg ~= cfg then
   return {'config', s.cfg}
 end
@@ -238,10 +238,12 @@ elseif op == 'cancel' then
   end
 end
 
-redis.call('HSET', state_key, 'cfg', cfg, 'state', st, 'serial', serial, 'gen', gen,
-  'opened', string.format('%.6f', opened), 'psucc', psucc, 'pslow', pslow,
-  'total', total, 'failures', wfail, 'slow', wslow)
-for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ttl_ms) end
+if op ~= 'peek' then
+  redis.call('HSET', state_key, 'cfg', cfg, 'state', st, 'serial', serial, 'gen', gen,
+    'opened', string.format('%.6f', opened), 'psucc', psucc, 'pslow', pslow,
+    'total', total, 'failures', wfail, 'slow', wslow)
+  for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ttl_ms) end
+end
 local shown, in_flight, retry_after = view()
 local calls, f, sl = totals()
 local ra = ''

@@ -49,8 +49,8 @@ async def test_a_server_killed_mid_run_and_started_again(caplog: pytest.LogCaptu
     loop = asyncio.get_running_loop()
     with private_server() as server, hooks(events.append):
         prefix = unique_prefix()
-        store = RedisStore(server.url, prefix=prefix, timeout=0.2)
-        witness = RedisStore(server.url, prefix=prefix, timeout=0.2)
+        store = RedisStore(server.url, prefix=prefix, timeout=0.5)
+        witness = RedisStore(server.url, prefix=prefix, timeout=0.5)
         breaker = ra.CircuitBreaker("svc", store=store, **SETTINGS)
         limiter = ra.RateLimiter(1000, name="api", store=store)
         budget = ra.RetryBudget(name="api", store=store)
@@ -139,7 +139,7 @@ async def test_an_unreachable_server_from_the_start_never_blocks_a_call() -> Non
 def test_the_sync_twin_falls_back_and_recovers_from_threads() -> None:
     events: list[Event] = []
     with private_server() as server, hooks(events.append):
-        store = ra_sync.RedisStore(server.url, prefix=unique_prefix(), timeout=0.2)
+        store = ra_sync.RedisStore(server.url, prefix=unique_prefix(), timeout=0.5)
         breaker = ra_sync.CircuitBreaker("svc", store=store, **SETTINGS)
         try:
             assert breaker.call(lambda: "ok") == "ok"

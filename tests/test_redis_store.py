@@ -27,6 +27,9 @@ from .redis_helpers import URL, prefix_on
 
 BreakerState = ra.BreakerState
 
+# Generous: a loaded machine must not degrade a store these tests mean to keep shared.
+SAFE = 2.0
+
 
 @pytest.fixture
 def prefix() -> Iterator[str]:
@@ -37,7 +40,7 @@ def prefix() -> Iterator[str]:
 @contextlib.asynccontextmanager
 async def open_stores(prefix: str, count: int) -> AsyncIterator[list[RedisStore]]:
     """`count` stores on one prefix (as `count` processes would have), closed afterwards."""
-    made = [RedisStore(URL, prefix=prefix) for _ in range(count)]
+    made = [RedisStore(URL, prefix=prefix, timeout=SAFE) for _ in range(count)]
     try:
         yield made
     finally:
@@ -83,7 +86,7 @@ def test_a_client_of_the_wrong_type_is_refused() -> None:
 @pytest.mark.parametrize("prefix", ["", " ", "my app", "tab\there", "a{b}", "\n"])
 def test_an_empty_prefix_or_one_with_whitespace_is_refused(prefix: str) -> None:
     with pytest.raises(ValueError, match="prefix must be a non-empty str"):
-        RedisStore(URL, prefix=prefix)
+        RedisStore(URL, prefix=prefix, timeout=SAFE)
 
 
 def test_a_prefix_of_the_wrong_type_is_refused() -> None:
@@ -132,7 +135,7 @@ def test_memory_state_is_never_shared_between_flavours() -> None:
 @pytest.mark.redis
 @pytest.mark.anyio
 async def test_two_stores_share_one_breaker(prefix: str) -> None:
-    first_store, second_store = RedisStore(URL, prefix=prefix), RedisStore(URL, prefix=prefix)
+    first_store, second_store = RedisStore(URL, prefix=prefix, timeout=SAFE), RedisStore(URL, prefix=prefix, timeout=SAFE)
     settings = {"min_calls": 2, "window": 4, "open_for": 0.3}
     first = ra.CircuitBreaker("svc", store=first_store, **settings)
     second = ra.CircuitBreaker("svc", store=second_store, **settings)
@@ -157,7 +160,7 @@ async def test_two_stores_share_one_breaker(prefix: str) -> None:
     # ...except on a store given an asyncio client, which has no blocking client to read
     # with: it shows what it last saw (nothing yet: closed).
     client = redis.asyncio.Redis.from_url(URL)
-    given = RedisStore(client, prefix=prefix)
+    given = RedisStore(client, prefix=prefix, timeout=SAFE)
     assert ra.CircuitBreaker("svc", store=given, **settings).state is BreakerState.CLOSED
     await client.aclose()
     await asyncio.sleep(0.35)
@@ -173,7 +176,7 @@ async def test_two_stores_share_one_breaker(prefix: str) -> None:
 @pytest.mark.redis
 @pytest.mark.anyio
 async def test_manual_control_reaches_other_processes_with_the_next_step(prefix: str) -> None:
-    stores = [RedisStore(URL, prefix=prefix) for _ in range(2)]
+    stores = [RedisStore(URL, prefix=prefix, timeout=SAFE) for _ in range(2)]
     first, second = (ra.CircuitBreaker("svc", store=s) for s in stores)
     events: list[Event] = []
     with hooks(events.append):
@@ -201,7 +204,7 @@ async def test_manual_control_reaches_other_processes_with_the_next_step(prefix:
 @pytest.mark.redis
 @pytest.mark.anyio
 async def test_a_cancelled_probe_frees_its_permit_on_the_server(prefix: str) -> None:
-    store = RedisStore(URL, prefix=prefix)
+    store = RedisStore(URL, prefix=prefix, timeout=SAFE)
     breaker = ra.CircuitBreaker("svc", store=store, min_calls=1, open_for=0.05)
     with pytest.raises(ConnectionError):
         await breaker.call(down)
@@ -228,7 +231,7 @@ async def test_a_cancelled_probe_frees_its_permit_on_the_server(prefix: str) -> 
 @pytest.mark.redis
 @pytest.mark.anyio
 async def test_a_time_window_and_slow_calls_work_on_the_server(prefix: str) -> None:
-    store = RedisStore(URL, prefix=prefix)
+    store = RedisStore(URL, prefix=prefix, timeout=SAFE)
     breaker = ra.CircuitBreaker(
         "svc", store=store, window=5.0, window_type="time", min_calls=3,
         slow_call_duration=0.02, slow_call_rate=0.5,
@@ -251,7 +254,7 @@ async def test_a_time_window_and_slow_calls_work_on_the_server(prefix: str) -> N
 @pytest.mark.redis
 @pytest.mark.anyio
 async def test_keys_live_under_the_prefix_in_one_hash_tag_and_expire(prefix: str) -> None:
-    store = RedisStore(URL, prefix=prefix)
+    store = RedisStore(URL, prefix=prefix, timeout=SAFE)
     breaker = ra.CircuitBreaker("svc", store=store, min_calls=1)
     limiter = ra.RateLimiter(5, name="api", store=store)
     with pytest.raises(ConnectionError):
@@ -274,7 +277,7 @@ async def test_keys_live_under_the_prefix_in_one_hash_tag_and_expire(prefix: str
 @pytest.mark.redis
 @pytest.mark.anyio
 async def test_scripts_are_loaded_again_after_the_server_lost_them(prefix: str) -> None:
-    store = RedisStore(URL, prefix=prefix)
+    store = RedisStore(URL, prefix=prefix, timeout=SAFE)
     breaker = ra.CircuitBreaker("svc", store=store, min_calls=1)
     assert await breaker.call(ok) == "ok"
     client = redis.asyncio.Redis.from_url(URL)
@@ -291,7 +294,7 @@ async def test_scripts_are_loaded_again_after_the_server_lost_them(prefix: str) 
 @pytest.mark.redis
 @pytest.mark.anyio
 async def test_breakers_with_other_settings_on_one_key_are_refused(prefix: str) -> None:
-    stores = [RedisStore(URL, prefix=prefix) for _ in range(2)]
+    stores = [RedisStore(URL, prefix=prefix, timeout=SAFE) for _ in range(2)]
     assert await ra.CircuitBreaker("svc", store=stores[0]).call(ok) == "ok"
     other = ra.CircuitBreaker("svc", store=stores[1], open_for=5.0)
     with pytest.raises(ValueError, match="must configure a shared breaker the same way"):
@@ -304,7 +307,7 @@ async def test_breakers_with_other_settings_on_one_key_are_refused(prefix: str) 
 @pytest.mark.redis
 @pytest.mark.anyio
 async def test_a_pipeline_runs_a_shared_breaker_through_its_call(prefix: str) -> None:
-    store = RedisStore(URL, prefix=prefix)
+    store = RedisStore(URL, prefix=prefix, timeout=SAFE)
     breaker = ra.CircuitBreaker("svc", store=store, min_calls=1)
     guarded = ra.pipeline(ra.Fallback("fallback"), ra.Timeout(5), breaker, ra.Bulkhead(2))
     assert await guarded.call(ok) == "ok"
@@ -323,7 +326,7 @@ async def test_a_pipeline_runs_a_shared_breaker_through_its_call(prefix: str) ->
 @pytest.mark.redis
 @pytest.mark.anyio
 async def test_limiters_share_one_bucket_and_reject_or_wait(prefix: str) -> None:
-    stores = [RedisStore(URL, prefix=prefix) for _ in range(2)]
+    stores = [RedisStore(URL, prefix=prefix, timeout=SAFE) for _ in range(2)]
     first = ra.RateLimiter(10, burst=2, name="api", store=stores[0])
     second = ra.RateLimiter(10, burst=2, name="api", store=stores[1], max_wait=1.0)
     await first.acquire()
@@ -349,7 +352,7 @@ async def test_limiters_share_one_bucket_and_reject_or_wait(prefix: str) -> None
 @pytest.mark.redis
 @pytest.mark.anyio
 async def test_a_cancelled_waiter_gives_its_tokens_back(prefix: str) -> None:
-    store = RedisStore(URL, prefix=prefix)
+    store = RedisStore(URL, prefix=prefix, timeout=SAFE)
     limiter = ra.RateLimiter(1, per=10.0, burst=1, name="api", store=store, max_wait=30)
     await limiter.acquire()
     waiter = asyncio.create_task(limiter.acquire())
@@ -431,7 +434,7 @@ async def test_a_hedge_draws_on_a_shared_budget(prefix: str) -> None:
 async def test_on_trio_the_asyncio_store_is_a_clear_error(
     prefix: str, anyio_backend: tuple[str, object]
 ) -> None:
-    store = RedisStore(URL, prefix=prefix)
+    store = RedisStore(URL, prefix=prefix, timeout=SAFE)
     breaker = ra.CircuitBreaker("svc", store=store)
     limiter = ra.RateLimiter(5, name="api", store=store)
     retry = ra.Retry(budget=ra.RetryBudget(name="api", store=store))

@@ -135,7 +135,10 @@ def test_memory_state_is_never_shared_between_flavours() -> None:
 @pytest.mark.redis
 @pytest.mark.anyio
 async def test_two_stores_share_one_breaker(prefix: str) -> None:
-    first_store, second_store = RedisStore(URL, prefix=prefix, timeout=SAFE), RedisStore(URL, prefix=prefix, timeout=SAFE)
+    first_store, second_store = (
+        RedisStore(URL, prefix=prefix, timeout=SAFE),
+        RedisStore(URL, prefix=prefix, timeout=SAFE),
+    )
     settings = {"min_calls": 2, "window": 4, "open_for": 0.3}
     first = ra.CircuitBreaker("svc", store=first_store, **settings)
     second = ra.CircuitBreaker("svc", store=second_store, **settings)

@@ -26,6 +26,7 @@ from ._sync.policy import Policy as Policy
 from ._sync.ratelimit import KeyedRateLimiter as KeyedRateLimiter
 from ._sync.ratelimit import RateLimiter as RateLimiter
 from ._sync.recovery import recover as recover
+from ._sync.redis_store import RedisStore as RedisStore
 from ._sync.retry import Attempt as Attempt
 from ._sync.retry import Retry as Retry
 from ._sync.retry import RetryBudget as RetryBudget
@@ -74,6 +75,7 @@ __all__ = [
     "Policy",
     "RateLimitedError",
     "RateLimiter",
+    "RedisStore",
     "ResilienceError",
     "Retry",
     "RetryBudget",

@@ -46,7 +46,8 @@ def test_the_api_contract_names_are_exported() -> None:
 
 
 def test_sync_twin_mirrors_the_async_names() -> None:
-    assert set(ra.__all__) - ASYNC_ONLY == set(ra_sync.__all__) - ASYNC_ONLY
+    # The sync RedisStore is exported at the top of the twin (the async one is in `stores`).
+    assert set(ra.__all__) - ASYNC_ONLY == set(ra_sync.__all__) - ASYNC_ONLY - {"RedisStore"}
     for name in (
         "Retry", "CircuitBreaker", "Bulkhead", "RateLimiter", "Timeout", "Fallback", "Transaction"
     ):  # fmt: skip

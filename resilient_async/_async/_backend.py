@@ -16,7 +16,7 @@ import inspect
 import math
 import sys
 from asyncio import events as _events
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
@@ -29,6 +29,9 @@ from ..errors import DeadlineExceeded
 
 __all__ = [
     "IS_ASYNC",
+    "REDIS_CLIENT",
+    "Background",
+    "loop_key",
     "DeadlineScope",
     "Event",
     "Lock",
@@ -43,12 +46,15 @@ __all__ = [
     "shielded",
     "sleep",
     "wait_event",
+    "within",
     "yield_now",
 ]
 
 IS_ASYNC: Final = True
 
 T = TypeVar("T")
+REDIS_CLIENT: Final = "redis.asyncio"
+"""The redis-py module whose client this flavour's RedisStore uses."""
 
 _get_running_loop = _events._get_running_loop
 _CancelledError = asyncio.CancelledError
@@ -168,16 +174,6 @@ async def run_in_thread(fn: Callable[..., T], *args: object) -> T:
     The thread cannot be interrupted: a cancellation waits for it to finish.
     """
     return await anyio.to_thread.run_sync(fn, *args)
-
-
-def require_asyncio(what: str) -> None:
-    """Raise a clear `RuntimeError` unless asyncio runs here (for asyncio-only drivers).
-
-    Raises:
-        RuntimeError: trio runs here; `what` names the operation that needs asyncio.
-    """
-    if _get_running_loop() is None:
-        raise RuntimeError(f"{what} needs asyncio: the database drivers it uses are asyncio-only")
 
 
 class DeadlineScope:
@@ -355,3 +351,52 @@ async def yield_now() -> None:
         await _asyncio_sleep(0)
     else:
         await _trio().lowlevel.checkpoint()
+
+
+# --- for clients of asyncio-only libraries (redis-py's asyncio client) -------------------
+
+
+def loop_key() -> object:
+    """The running asyncio loop, to tell when a client's connections belong to another."""
+    return _get_running_loop()
+
+
+def require_asyncio(what: str, instead: str) -> None:
+    """Refuse to go on outside asyncio (for asyncio-only drivers), naming what needs it.
+
+    Args:
+        what: The operation that needs asyncio.
+        instead: What a trio user can do instead, or why there is no way.
+
+    Raises:
+        RuntimeError: The running loop is not asyncio's (trio, or none).
+    """
+    if _get_running_loop() is None:
+        raise RuntimeError(f"{what} runs only on asyncio, not on trio: {instead}")
+
+
+async def within(seconds: float, awaitable: Awaitable[T]) -> T:
+    """Await `awaitable` for at most `seconds` (asyncio only); raise `TimeoutError` after."""
+    async with asyncio.timeout(seconds):
+        return await awaitable
+
+
+class Background:
+    """A task that runs `fn()` beside the calls until it returns or is stopped (asyncio).
+
+    The sync twin runs it in a daemon thread.
+    """
+
+    __slots__ = ("_task",)
+
+    def __init__(self, fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self._task = asyncio.get_running_loop().create_task(fn())
+
+    async def stop(self) -> None:
+        """Cancel the task and wait for it to end (if it runs on this loop)."""
+        task = self._task
+        if task.done():
+            return
+        task.cancel()
+        if task.get_loop() is _get_running_loop():
+            await asyncio.wait({task})

@@ -187,7 +187,9 @@ class Transaction:
             TypeError: `connection` is of another kind.
             ValueError: `connection` is already enlisted in this transaction.
         """
-        _backend.require_asyncio("Transaction.enlist")
+        _backend.require_asyncio(
+            "Transaction.enlist", "the drivers it joins (aiosqlite, asyncpg) are asyncio-only"
+        )
         self._check_active("enlist")
         driver = _driver_of(connection)
         for enlisted in self._connections:

@@ -63,7 +63,7 @@ tests: $(STAMP_DEV)
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 bench: $(STAMP_DEV)
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks --report docs/benchmarks.md
 
 soak: $(STAMP_DEV)
 	$(BIN)/python -m benchmarks.soak

@@ -2,9 +2,13 @@
 
 Each `Group` holds cases that do the same job (a guarded call, a retry loop, ...). For each
 backend, every case runs inside one event loop; rounds are interleaved (case A, B, C, A, B,
-C, ...) so that drift in machine speed hits every case alike, and the median round is kept.
-Ratios compare cases measured in the same run, which is what the performance targets in the
-design are stated in.
+C, ...) so that drift in machine speed hits every case alike, and the median round is kept
+along with the spread of the rounds. Ratios compare cases measured in the same run, which is
+what the performance targets are stated in: to the group's baseline, and to the floor (a bare
+`await f()`, or a bare call for sync cases) measured in the same rounds.
+
+Backends: `asyncio` (the default loop), `uvloop` (asyncio on uvloop, when it is installed;
+cases written for asyncio run on it too) and `trio`.
 """
 
 from __future__ import annotations
@@ -22,6 +26,28 @@ SyncOp = Callable[[], object]
 # A factory builds the operation inside the running loop (some primitives need one).
 Factory = Callable[[], Op | SyncOp]
 
+FLOOR_ASYNC = "bare await"
+FLOOR_SYNC = "bare call"
+
+
+def uvloop_available() -> bool:
+    """Whether uvloop can be imported (it does not build everywhere)."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def backends_available() -> list[str]:
+    """Every backend this machine can run, in report order."""
+    return ["asyncio", *(["uvloop"] if uvloop_available() else []), "trio"]
+
+
+def loop_kind(backend: str) -> str:
+    """The library a backend's cases are written for: uvloop runs the asyncio cases."""
+    return "asyncio" if backend == "uvloop" else backend
+
 
 @dataclass
 class Case:
@@ -32,13 +58,26 @@ class Case:
     backends: tuple[str, ...] = ("asyncio", "trio")
     is_async: bool = True
 
+    def runs_on(self, backend: str) -> bool:
+        return loop_kind(backend) in self.backends
+
+
+async def _floor_work() -> int:
+    return 1
+
+
+def _floor_call() -> int:
+    return 1
+
 
 @dataclass
 class Group:
     """Cases compared with each other; ratios are to `baseline`.
 
     `baseline` may name several cases: the first one that runs on the backend is used (for
-    example `asyncio.timeout` on asyncio and `trio.move_on_after` on trio).
+    example `asyncio.timeout` on asyncio and `trio.move_on_after` on trio). A group without a
+    floor case (`bare await`, or `bare call` when its cases are sync) gets one, measured in
+    the same rounds, so every case also has its multiple of the floor.
     """
 
     name: str
@@ -56,6 +95,19 @@ class Group:
     ) -> None:
         self.cases.append(Case(name, factory, tuple(backends), is_async))
 
+    def cases_on(self, backend: str) -> list[Case]:
+        """The cases that run on `backend`, the floor first (added when missing)."""
+        cases = [c for c in self.cases if c.runs_on(backend)]
+        is_async = any(c.is_async for c in cases)
+        # Sync cases never touch the loop: one run, on asyncio, says all there is.
+        if not cases or (not is_async and backend != "asyncio"):
+            return []
+        floor = FLOOR_ASYNC if is_async else FLOOR_SYNC
+        if not any(c.name == floor for c in cases):
+            factory: Factory = (lambda: _floor_work) if is_async else (lambda: _floor_call)
+            cases.insert(0, Case(floor, factory, (loop_kind(backend),), is_async))
+        return cases
+
 
 @dataclass
 class Result:
@@ -64,6 +116,15 @@ class Result:
     case: str
     ns_per_call: float
     ratio: float | None
+    floor_ratio: float | None = None
+    low: float = 0.0  # the fastest round, ns/call
+    high: float = 0.0  # the slowest round, ns/call
+    rounds: int = 0
+
+    @property
+    def spread(self) -> float:
+        """(slowest - fastest round) / median, as a fraction."""
+        return (self.high - self.low) / self.ns_per_call if self.ns_per_call else 0.0
 
 
 async def _time_async(op: Op, n: int) -> float:
@@ -80,19 +141,21 @@ def _time_sync(op: SyncOp, n: int) -> float:
     return (time.perf_counter_ns() - start) / n
 
 
-async def _measure(group: Group, backend: str, rounds: int, target_ns: float) -> list[Result]:
-    cases = [c for c in group.cases if backend in c.backends]
+async def _measure(
+    group: Group, backend: str, rounds: int, target_ns: float, min_calls: int
+) -> list[Result]:
+    cases = group.cases_on(backend)
     ops = [(c, c.factory()) for c in cases]
     # Calibrate: enough iterations that one round of one case takes about target_ns.
     counts = []
     for case, op in ops:
-        n = 10
+        n = min_calls
         while True:
             took = await _time_async(op, n) if case.is_async else _time_sync(op, n)  # type: ignore[arg-type]
             if took * n >= target_ns / 4 or n >= 1_000_000:
                 break
             n *= 4
-        counts.append(max(10, int(target_ns / max(took, 1.0))))
+        counts.append(max(min_calls, int(target_ns / max(took, 1.0))))
     samples: dict[str, list[float]] = {c.name: [] for c in cases}
     for _ in range(rounds):
         for (case, op), n in zip(ops, counts, strict=True):
@@ -101,21 +164,42 @@ async def _measure(group: Group, backend: str, rounds: int, target_ns: float) ->
     medians = {name: statistics.median(values) for name, values in samples.items()}
     names = (group.baseline,) if isinstance(group.baseline, str) else group.baseline
     base = next((medians[n] for n in names if n in medians), None)
+    floor = medians.get(FLOOR_ASYNC, medians.get(FLOOR_SYNC))
     return [
-        Result(group.name, backend, name, ns, (ns / base) if base else None)
+        Result(
+            group.name,
+            backend,
+            name,
+            ns,
+            (ns / base) if base else None,
+            (ns / floor) if floor else None,
+            min(samples[name]),
+            max(samples[name]),
+            rounds,
+        )
         for name, ns in medians.items()
     ]
 
 
+def run_on(backend: str, fn: Callable[..., Awaitable[object]], *args: object) -> object:
+    """Run `fn(*args)` in a fresh event loop of `backend`."""
+    if backend == "trio":
+        return trio.run(fn, *args)
+    if backend == "uvloop":
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(fn(*args))  # type: ignore[arg-type]
+    return asyncio.run(fn(*args))  # type: ignore[arg-type]
+
+
 def run_group(
-    group: Group, backend: str, *, rounds: int = 7, target_ns: float = 20e6
+    group: Group, backend: str, *, rounds: int = 7, target_ns: float = 20e6, min_calls: int = 10
 ) -> list[Result]:
-    """Measure every case of `group` that supports `backend`."""
-    if not any(backend in c.backends for c in group.cases):
+    """Measure every case of `group` that supports `backend`, each at least `min_calls` times."""
+    if not group.cases_on(backend):
         return []
-    if backend == "asyncio":
-        return asyncio.run(_measure(group, backend, rounds, target_ns))
-    return trio.run(_measure, group, backend, rounds, target_ns)
+    return run_on(backend, _measure, group, backend, rounds, target_ns, min_calls)  # type: ignore[return-value]
 
 
 def format_results(results: list[Result], note: str = "") -> str:
@@ -126,5 +210,9 @@ def format_results(results: list[Result], note: str = "") -> str:
     lines = [f"## {results[0].group} [{results[0].backend}]" + (f"  ({note})" if note else "")]
     for r in results:
         ratio = f"{r.ratio:8.2f}x" if r.ratio is not None else "        -"
-        lines.append(f"  {r.case:<{width}}  {r.ns_per_call:12.1f} ns/call  {ratio}")
+        floor = f"{r.floor_ratio:8.1f}x bare" if r.floor_ratio is not None else ""
+        lines.append(
+            f"  {r.case:<{width}}  {r.ns_per_call:12.1f} ns/call  ±{r.spread * 50:4.1f}%"
+            f"  {ratio}  {floor}"
+        )
     return "\n".join(lines)

@@ -64,6 +64,7 @@ transactions = Group(
     "transaction: a block that succeeds",
     baseline="try/except with an undo list",
     note="journaled: 1 fsync'd commit per compensation + 1 to drop the transaction",
+    clock="wall",  # it waits on I/O
 )
 transactions.add("try/except with an undo list", _hand_written)
 transactions.add("ra.Transaction, 1 compensation", lambda: _transaction(1, False))
@@ -89,6 +90,7 @@ registrations = Group(
     "journal: cost of one on_rollback",
     baseline="on_rollback, no journal",
     note="the journaled case is the journal's cost per registered compensation",
+    clock="wall",  # it waits on I/O
 )
 registrations.add("on_rollback, no journal", lambda: _on_rollback(None), is_async=False)
 registrations.add("on_rollback, SQLiteJournal (full)", lambda: _on_rollback("full"), is_async=False)

@@ -15,7 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from .harness import FLOOR_ASYNC, FLOOR_SYNC, Group, Result
-from .scaling import Memory, Point
+from .scaling import SCENARIOS, Memory, Point
 
 START = "<!-- results: start (written by `make bench`; edit the prose outside these markers) -->"
 END = "<!-- results: end -->"
@@ -276,6 +276,9 @@ def render(
             "",
             *scaling_table(points),
         ]
+        for name, scenario in SCENARIOS.items():
+            if scenario.limit and any(p.scenario == name for p in points):
+                out += ["", f"{name}: measured up to {scenario.largest:,} only: {scenario.limit}."]
         image = img_dir / "scaling.png"
         if plots and plot_scaling(points, image):
             out += ["", f"![Cost per operation against the load]({rel}/{image.name})"]

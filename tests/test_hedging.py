@@ -6,6 +6,7 @@ from contextvars import ContextVar
 
 import anyio
 import pytest
+import trio.testing
 
 import resilient_async as ra
 from resilient_async._async.retry import RetryBudget
@@ -153,3 +154,26 @@ def test_bad_configuration() -> None:
         Hedge(1, max_attempts=2.5)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="budget must be a RetryBudget"):
         Hedge(1, budget=0.2)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("signal", [KeyboardInterrupt, SystemExit])
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_stop_signal_in_an_attempt_leaves_the_hedge_unwrapped(
+    backend: str, signal: type[BaseException]
+) -> None:
+    # Issue #13 item 6: trio's nursery wrapped it in a BaseExceptionGroup. Run outside the
+    # test runner: on asyncio the signal also stops the event loop, as it should.
+    raised = signal("stop")
+
+    async def attempt() -> str:
+        await anyio.sleep(0.01)
+        raise raised
+
+    async def main() -> None:
+        await Hedge(1.0, max_attempts=2).call(attempt)
+
+    options = {"clock": trio.testing.MockClock(autojump_threshold=0)} if backend == "trio" else {}
+    with pytest.raises(signal) as caught:
+        anyio.run(main, backend=backend, backend_options=options)
+    assert caught.value is raised
+    assert type(caught.value) is signal

@@ -7,8 +7,8 @@ import contextvars
 import pickle
 import tracemalloc
 from collections.abc import Mapping
-from typing import Any
 from contextlib import ExitStack
+from typing import Any
 
 import anyio
 import pytest

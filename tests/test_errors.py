@@ -44,7 +44,8 @@ def test_an_error_round_trips_through_pickle_with_message_attributes_context_and
     assert repr(copy.args) == repr(error.args)
     public = {k: v for k, v in vars(error).items() if not k.startswith("_")}
     assert {k: v for k, v in vars(copy).items() if not k.startswith("_")} == public
-    assert dict(ra.context_of(copy) or {}) == {"order": "o-1: a", "step": "charge", "policy": "p: q"}
+    expected = {"order": "o-1: a", "step": "charge", "policy": "p: q"}
+    assert dict(ra.context_of(copy) or {}) == expected
     assert dict(copy.context) == dict(error.context)
     assert copy.__notes__ == error.__notes__
     assert len(copy.__notes__) == 1

@@ -68,7 +68,17 @@ class RateLimiter(Policy):
         >>> fetch = api(fetch)  # 100 calls a minute, 10 at once after a pause
     """
 
-    __slots__ = ("_context", "_state", "_wait_limit", "burst", "max_wait", "name", "per", "rate")
+    __slots__ = (
+        "__weakref__",  # a per-key registry finds a limiter still in use through one
+        "_context",
+        "_state",
+        "_wait_limit",
+        "burst",
+        "max_wait",
+        "name",
+        "per",
+        "rate",
+    )
 
     def __init__(
         self,
@@ -302,11 +312,14 @@ class KeyedRateLimiter(Keyed[K, RateLimiter]):
 
     `keyed[key]` returns the key's limiter, to use like any other (as a context manager,
     through `.acquire` or `.call`, or inside a pipeline). Look it up for each call rather
-    than keeping it. A limiter whose bucket is full again with nobody waiting behaves exactly
-    like a new one, so dropping it loses nothing: such limiters not looked up for `idle_ttl`
-    seconds are dropped, and when more than `max_keys` are held, idle ones are dropped least
-    recently used first. A limiter still refilling or with waiters is never dropped, so no
-    key ever gets a fresh burst early.
+    than keeping it. At most `max_keys` keys are held (a hard bound; each lookup costs O(1)):
+    a new key beyond that evicts the least recently used one, refilling or not, and a limiter
+    whose bucket is full again with nobody waiting is dropped once not looked up for
+    `idle_ttl` seconds (it behaves exactly like a new one, so that loses nothing). A limiter
+    still in use (a caller waiting or holding it) is handed back to its key's next caller.
+    An evicted key that nobody uses gets a fresh limiter with a full bucket: size `max_keys`
+    above the number of keys active within a refill period, or evicted keys get their burst
+    again early.
 
     Args:
         rate: Each key's rate, a finite number > 0 of tokens every `per` seconds.
@@ -314,7 +327,7 @@ class KeyedRateLimiter(Keyed[K, RateLimiter]):
         burst: Each key's bucket size, >= 1 (default `rate`, at least 1).
         max_wait: Each key's longest wait in seconds >= 0, or None (the effective deadline).
         name: A name for events and errors (each key's limiter is named `name[key]`).
-        max_keys: How many keys to keep before dropping idle ones, an int >= 1.
+        max_keys: How many keys to hold at most, an int >= 1.
         idle_ttl: Seconds after its last lookup at which an idle key is dropped, >= 0.
 
     Raises:

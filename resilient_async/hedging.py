@@ -16,7 +16,7 @@ from ._async import _backend
 from ._async.policy import Policy
 from ._async.retry import RetryBudget
 from ._core.checks import check_int, check_seconds
-from ._core.deadlines import DEADLINE
+from ._core.deadlines import effective_deadline
 from .classify import DEFAULT, DefaultType, ErrorClass, OnSpec, compile_on
 from .context import attach_context
 from .instrumentation import emit
@@ -146,7 +146,7 @@ class _HedgedCall(Generic[T]):
                     self._early_starts -= 1
 
     def _may_start_another(self) -> bool:
-        if _backend.remaining_until(DEADLINE.get()) <= 0:
+        if _backend.remaining_until(effective_deadline()) <= 0:
             return False
         budget = self._hedge._budget
         return budget is None or budget._try_withdraw(_backend.current_time())

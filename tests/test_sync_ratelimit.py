@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import resilient_async as ra
-from resilient_async._core.deadlines import DEADLINE
+from resilient_async._core.deadlines import DEADLINE, Deadline
 from resilient_async._sync import _backend as sync_backend
 from resilient_async._sync.ratelimit import RateLimiter
 from resilient_async.stores import MemoryStore
@@ -111,7 +111,7 @@ def test_rejects_at_once_when_the_wait_reaches_the_deadline(clock: FakeClock) ->
 
 def _acquire_under_deadline(limiter: RateLimiter, clock: FakeClock, seconds: float) -> None:
     # The effective deadline on the fake clock (`deadline()` would read the real one).
-    token = DEADLINE.set(clock.now + seconds)
+    token = DEADLINE.set(Deadline(clock.now + seconds, None, None))
     try:
         limiter.acquire()
     finally:

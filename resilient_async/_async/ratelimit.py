@@ -17,7 +17,7 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 
 from .._core.bucket import Reservation, TokenBucket
 from .._core.checks import check_positive, check_seconds
-from .._core.deadlines import DEADLINE
+from .._core.deadlines import effective_deadline
 from ..context import PreparedFields, attach_context
 from ..errors import RateLimitedError
 from ..instrumentation import emit
@@ -262,7 +262,7 @@ class RateLimiter(Policy):
             if wait == 0.0 and bucket.try_take(tokens, now):
                 return  # sync code: another thread's reservation was given back meanwhile
             # Waiting up to the deadline itself is useless: the call would start expired.
-            if wait > self._wait_limit or now + wait >= DEADLINE.get():
+            if wait > self._wait_limit or now + wait >= effective_deadline():
                 reservation = None
             else:
                 reservation = bucket.reserve(tokens, now)

@@ -15,7 +15,7 @@ import time
 from types import TracebackType
 from typing import Any, Final
 
-from .._core.deadlines import DEADLINE
+from .._core.deadlines import DEADLINE, Deadline, effective_deadline, visible
 from ..errors import DeadlineExceeded
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "Lock",
     "check_guarded_callable",
     "checkpoint",
+    "clock_offset",
     "current_time",
     "is_cancellation",
     "remaining_until",
@@ -37,6 +38,11 @@ __all__ = [
 IS_ASYNC: Final = False
 
 current_time = time.monotonic
+
+
+def clock_offset() -> float:
+    """Return 0: sync code reads `time.monotonic`, the library's clock itself."""
+    return 0.0
 
 
 def sleep(seconds: float) -> None:
@@ -86,12 +92,13 @@ class DeadlineScope:
         timeout: The relative length the user asked for (reported on the error), or None.
     """
 
-    __slots__ = ("_timeout", "_token", "_when")
+    __slots__ = ("_node", "_timeout", "_token", "_when")
 
     def __init__(self, when: float | None, timeout: float | None = None) -> None:
         self._when = when
         self._timeout = timeout
         self._token: Any = None
+        self._node: Deadline
 
     @property
     def deadline(self) -> float | None:
@@ -107,8 +114,13 @@ class DeadlineScope:
         when = self._when
         if when is None:
             when = self._when = time.monotonic() + self._timeout  # type: ignore[operator]
-        if when < DEADLINE.get():
-            self._token = DEADLINE.set(when)
+        outer = DEADLINE.get()
+        ahead = visible(outer)
+        if ahead is None or when < ahead.when:
+            # No owner: a sync scope cannot interrupt anything, so async code run inside
+            # it (asyncio.run) enforces it itself.
+            self._node = node = Deadline(when, None, outer)
+            self._token = DEADLINE.set(node)
         return self
 
     def __exit__(
@@ -119,6 +131,7 @@ class DeadlineScope:
     ) -> None:
         if self._token is None:
             return
+        self._node.open = False
         DEADLINE.reset(self._token)
         self._token = None
         if exc_type is None and time.monotonic() >= self._when:  # type: ignore[operator]
@@ -156,7 +169,7 @@ def wait_event(event: Event, seconds: float) -> bool:
     in sync code the wait stops at the deadline and `DeadlineExceeded` is raised here.
     Cancellation propagates; the event may have been set just before it arrived.
     """
-    limit = min(seconds, remaining_until(DEADLINE.get()))
+    limit = min(seconds, remaining_until(effective_deadline()))
     if event.wait(None if limit > threading.TIMEOUT_MAX else limit):
         return True
     if limit < seconds:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
 
 from .._core.budget import RetryBudgetState, check_budget_config
 from .._core.checks import check_seconds
-from .._core.deadlines import DEADLINE
+from .._core.deadlines import effective_deadline
 from ..backoff import Backoff, exponential
 from ..classify import DEFAULT, DefaultType, ErrorClass, OnSpec, compile_on, retry_after
 from ..context import attach_context
@@ -634,7 +634,7 @@ class _RetryState:
             delay = max(delay, min(hint, policy._hint_cap))
         if self.no_wait:
             delay = 0.0
-        deadline = DEADLINE.get()
+        deadline = effective_deadline()
         deadline = min(deadline, self.deadline)
         now = _backend.current_time() if deadline != math.inf or self.budgets else 0.0
         if now + delay >= deadline:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
 from .._core.budget import RetryBudgetState, check_budget_config
 from .._core.checks import check_seconds
 from .._core.deadlines import effective_deadline
+from .._core.no_retry import NO_RETRY
 from ..backoff import Backoff, exponential
 from ..classify import DEFAULT, DefaultType, ErrorClass, OnSpec, compile_on, retry_after
 from ..context import attach_context
@@ -621,7 +622,7 @@ class _RetryState:
         hooked = enabled()  # one check, rather than building two events for no hook
         if hooked:
             emit("retry.attempt_failed", policy._name, attempt=attempt, exception=error)
-        if not policy._matches(error):
+        if not policy._matches(error) or NO_RETRY.get():
             self.stop(error, "not_retryable")
             return None
         if attempt >= self.limit:

@@ -18,10 +18,17 @@ from contextvars import ContextVar
 from types import MappingProxyType
 from typing import Any
 
+from ._opentelemetry import OpenTelemetryHook as OpenTelemetryHook
+from ._prometheus import PrometheusHook as PrometheusHook
+from ._structlog import StructlogHook as StructlogHook
+
 __all__ = [
     "Event",
     "Hook",
     "LoggingHook",
+    "OpenTelemetryHook",
+    "PrometheusHook",
+    "StructlogHook",
     "emit",
     "enabled",
     "get_hooks",
@@ -168,6 +175,8 @@ class LoggingHook:
             "timeout.expired",
             "compensation.failed",
             "store.degraded",
+            "supervisor.child_crashed",
+            "supervisor.gave_up",
         }
     )
 

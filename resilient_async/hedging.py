@@ -135,7 +135,7 @@ class _HedgedCall(Generic[T]):
             self._cancel = tg.cancel_scope.cancel
             for number in range(1, hedge.max_attempts + 1):
                 if number > 1:
-                    if not self._may_start_another():
+                    if not await self._may_start_another():
                         break
                     emit("hedge.started", hedge.name, attempt=number)
                 tg.start_soon(self._attempt, number)
@@ -148,11 +148,11 @@ class _HedgedCall(Generic[T]):
                 if self._early_starts:
                     self._early_starts -= 1
 
-    def _may_start_another(self) -> bool:
+    async def _may_start_another(self) -> bool:
         if NO_RETRY.get() or _backend.remaining_until(effective_deadline()) <= 0:
             return False
         budget = self._hedge._budget
-        return budget is None or budget._try_withdraw(_backend.current_time())
+        return budget is None or await budget._withdraw(_backend.current_time())
 
     async def _attempt(self, number: int) -> None:
         try:

@@ -494,3 +494,15 @@ def test_a_lookup_examines_a_constant_number_of_guards(size: int) -> None:
         keyed.get(f"new{index}", 1.0)
     assert checks <= 1_000 * KeyedRegistry._SWEEP
     assert len(keyed) == size
+
+
+def test_give_back_returns_tokens_up_to_the_burst_and_moves_no_reservation() -> None:
+    bucket = TokenBucket(rate=1.0, burst=3.0)
+    assert bucket.try_take(3, 0.0)
+    waiter = bucket.reserve(1, 0.0)
+    assert waiter.ready_at == 1.0
+    bucket.give_back(2, 0.0)
+    assert bucket.level(0.0) == 1.0
+    assert waiter.ready_at == 1.0  # unlike `cancel`, nobody's wait moves
+    bucket.give_back(10, 0.0)
+    assert bucket.level(0.0) == 3.0  # never beyond the burst

@@ -19,7 +19,7 @@ import math
 import random
 from contextvars import ContextVar, Token
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, cast
 
 from .._core.budget import RetryBudgetState, check_budget_config
 from .._core.checks import check_seconds
@@ -30,10 +30,11 @@ from ..classify import DEFAULT, DefaultType, ErrorClass, OnSpec, compile_on, ret
 from ..context import attach_context
 from ..errors import DeadlineExceeded
 from ..instrumentation import emit, enabled
-from ..stores.memory import MemoryStore
+from ..stores.base import StateStore
 from ..testing import testing_settings
 from . import _backend
 from .policy import Policy
+from .ports import BudgetConfig, BudgetPort, MemoryBudgetPort, SharedBudgetPort
 
 if TYPE_CHECKING:
     # unasync: sync-only: from collections.abc import Callable, Iterator
@@ -307,7 +308,7 @@ class Retry(Policy):
         try:
             while True:
                 delay = state.decide(error)
-                if delay is None:
+                if delay is None or (state.owed and not await state.settle(error)):
                     raise error
                 # The wait, inlined: one coroutine less per retry.
                 if delay > 0.0:
@@ -372,9 +373,11 @@ class RetryBudget:
         min_per_second: Retries allowed per second whatever the calls, >= 0.
         ttl: The window in seconds, > 0.
         name: The budget's name; required with `store`.
-        store: Where the state lives: None for state of this instance's own, or a
-            `MemoryStore` in which budgets of the same name share one state (they must
-            have the same parameters).
+        store: Where the state lives: None for state of this instance's own, a
+            `MemoryStore` in which budgets of the same name share one state in this process,
+            or a `RedisStore` that shares it across processes (retries are withdrawn in one
+            step on the server; deposits are sent in batches, so the budget errs low). They
+            must have the same parameters.
 
     Raises:
         ValueError: A parameter is out of range, `store` is given without `name`, or a
@@ -389,7 +392,7 @@ class RetryBudget:
         ```
     """
 
-    __slots__ = ("_cell", "_min_per_second", "_name", "_ratio", "_ttl")
+    __slots__ = ("_cell", "_local", "_min_per_second", "_name", "_ratio", "_shared", "_ttl")
 
     def __init__(
         self,
@@ -398,7 +401,7 @@ class RetryBudget:
         ttl: float = 10.0,
         *,
         name: str | None = None,
-        store: MemoryStore | None = None,
+        store: StateStore | None = None,
     ) -> None:
         ratio, min_per_second, ttl = check_budget_config(ratio, min_per_second, ttl)
         if name is not None and not isinstance(name, str):
@@ -408,17 +411,25 @@ class RetryBudget:
         self._ttl = ttl
         self._name = name
 
-        def create() -> _BudgetCell:
-            return _BudgetCell(RetryBudgetState(ratio, min_per_second, ttl))
+        def create() -> BudgetPort:
+            return MemoryBudgetPort(RetryBudgetState(ratio, min_per_second, ttl))
 
         if store is None:
-            self._cell = create()
-        elif not isinstance(store, MemoryStore):
-            raise TypeError(f"store must be a MemoryStore or None, got {store!r}")
+            port = create()
+        elif not isinstance(store, StateStore):
+            raise TypeError(f"store must be a MemoryStore, a RedisStore or None, got {store!r}")
         elif name is None:
             raise ValueError("name is required with store=: budgets in a store share by name")
         else:
-            self._cell = store.shared("retry_budget", name, (ratio, min_per_second, ttl), create)
+            config = BudgetConfig(ratio, min_per_second, ttl)
+            flavour = "async" if _backend.IS_ASYNC else "sync"
+            port = store.shared("retry_budget", name, config, create, flavour=flavour)
+        self._cell = port
+        # A budget in this process withdraws at once; a shared one in an awaited step.
+        self._local = port if isinstance(port, MemoryBudgetPort) else None
+        self._shared: SharedBudgetPort | None = None
+        if self._local is None:
+            self._shared = cast(SharedBudgetPort, port)
 
     @property
     def ratio(self) -> float:
@@ -452,21 +463,23 @@ class RetryBudget:
         Raises:
             RuntimeError: No event loop is running (async flavour).
         """
-        now = _backend.current_time()
-        cell = self._cell
-        with cell.lock:
-            return cell.state.available(now)
+        return self._cell.available(_backend.current_time())
 
     def _deposit(self) -> None:
-        now = _backend.current_time()
-        cell = self._cell
-        with cell.lock:
-            cell.state.deposit(now)
+        self._cell.deposit(_backend.current_time())
 
     def _try_withdraw(self, now: float) -> bool:
-        cell = self._cell
-        with cell.lock:
-            return cell.state.try_withdraw(now)
+        """Withdraw one retry from a budget kept in this process (not a shared one)."""
+        local = self._local
+        assert local is not None, "a shared budget withdraws through `_withdraw`"
+        return local.try_withdraw(now)
+
+    async def _withdraw(self, now: float) -> bool:
+        """Withdraw one retry: at once in this process, or in one step on the server."""
+        shared = self._shared
+        if shared is None:
+            return self._try_withdraw(now)
+        return await shared.withdraw(now)
 
 
 class Attempt:
@@ -526,14 +539,17 @@ class Attempt:
                 _ACTIVE_BUDGETS.reset(token)
         if not isinstance(exc, Exception):
             return False  # a success, or a stop signal that must propagate untouched
-        loop.delay = loop.state().decide(exc)
+        state = loop.state()
+        loop.delay = state.decide(exc)
+        if loop.delay is not None and state.owed:
+            loop.failed = exc  # re-raised by the next step if a shared budget refuses
         return loop.delay is not None
 
 
 class _Attempts:
     """The iterator behind `Retry.attempts()`: one loop over a block, and its state."""
 
-    __slots__ = ("_current", "_state", "deadline", "delay", "own_budgets", "policy")
+    __slots__ = ("_current", "_state", "deadline", "delay", "failed", "own_budgets", "policy")
 
     def __init__(self, policy: Retry) -> None:
         self.policy = policy
@@ -542,6 +558,7 @@ class _Attempts:
         self.deadline: float | None = None  # the loop's own deadline, from `timeout`
         self.own_budgets: tuple[RetryBudget, ...] | None = None  # set while attempts run
         self.delay: float | None = None  # the wait before the next attempt, if it goes on
+        self.failed: Exception | None = None  # the error of an attempt owing a withdrawal
 
     def __aiter__(self) -> _Attempts:
         return self
@@ -561,6 +578,9 @@ class _Attempts:
                 raise StopAsyncIteration
             self.delay = None
             state = self.state()
+            failed, self.failed = self.failed, None
+            if failed is not None and not await state.settle(failed):
+                raise failed
             await state.wait(delay)
         self._current = current = Attempt(self, 1 if self._state is None else self._state.attempt)
         return current
@@ -591,7 +611,16 @@ class _Attempts:
 class _RetryState:
     """What one retry loop tracks between attempts; made when its first attempt fails."""
 
-    __slots__ = ("attempt", "budgets", "deadline", "limit", "no_wait", "policy", "previous")
+    __slots__ = (
+        "attempt",
+        "budgets",
+        "deadline",
+        "limit",
+        "no_wait",
+        "owed",
+        "policy",
+        "previous",
+    )
 
     def __init__(
         self, policy: Retry, budgets: tuple[RetryBudget, ...], deadline: float = math.inf
@@ -603,6 +632,8 @@ class _RetryState:
         self.deadline = deadline
         self.attempt = 1  # the attempt that runs, or that just failed
         self.previous = 0.0  # the backoff's previous delay (decorrelated jitter reads it)
+        # Shared budgets a retry must still be withdrawn from (an awaited step) before its wait.
+        self.owed: tuple[RetryBudget, ...] = ()
         settings = testing_settings()
         self.no_wait = settings.active
         limit = policy._max_attempts
@@ -640,13 +671,27 @@ class _RetryState:
         if now + delay >= deadline:
             self.stop(error, "deadline")
             return None
+        owed: tuple[RetryBudget, ...] = ()
         for budget in self.budgets:
-            if not budget._try_withdraw(now):
+            if budget._shared is not None:
+                owed += (budget,)
+            elif not budget._try_withdraw(now):
                 self.stop(error, "budget")
                 return None
+        self.owed = owed
         if hooked:
             emit("retry.scheduled", policy._name, attempt=attempt, delay=delay, exception=error)
         return delay
+
+    async def settle(self, error: Exception) -> bool:
+        """Withdraw from the shared budgets `decide` left owed; False (a stop) if one refuses."""
+        owed, self.owed = self.owed, ()
+        now = _backend.current_time()
+        for budget in owed:
+            if not await budget._withdraw(now):
+                self.stop(error, "budget")
+                return False
+        return True
 
     async def wait(self, delay: float) -> None:
         """Wait `delay` seconds (a zero wait still lets other tasks run), then count on."""
@@ -663,16 +708,6 @@ class _RetryState:
         fields = {"attempt": attempt, "policy": name or "Retry", "stop_reason": reason}
         attach_context(error, fields)
         emit("retry.gave_up", name, attempt=attempt, stop_reason=reason, exception=error)
-
-
-class _BudgetCell:
-    """A budget's state and the lock that serialises it (shared through a store)."""
-
-    __slots__ = ("lock", "state")
-
-    def __init__(self, state: RetryBudgetState) -> None:
-        self.state = state
-        self.lock = _backend.Lock()
 
 
 def _enter_budget(

@@ -221,11 +221,18 @@ def test_attempts_loop_respects_its_timeout(clock: FakeClock) -> None:
     assert fields_of(info.value)["stop_reason"] == "deadline"
 
 
-def test_retry_after_is_honoured_and_capped(clock: FakeClock) -> None:
+def test_retry_after_is_honoured_in_full(clock: FakeClock) -> None:
     Retry(backoff=backoff.exponential(0.1, max=10)).call(Flaky(Throttled(5), "ok"))
     Retry(backoff=backoff.exponential(0.1, max=10)).call(Flaky(Throttled(50), "ok"))
     Retry(backoff=backoff.constant(1)).call(Flaky(Throttled(50), "ok"))
-    assert [seconds for _, seconds in clock.sleeps] == [5.0, 10.0, 50.0]
+    assert [seconds for _, seconds in clock.sleeps] == [5.0, 50.0, 50.0]
+    with pytest.raises(Throttled) as info:
+        Retry().call(Flaky(Throttled(61), "ok"))
+    assert (context_of(info.value) or {})["stop_reason"] == "retry_after"
+    with pytest.raises(Throttled) as info:
+        Retry(timeout=10).call(Flaky(Throttled(20), "ok"))
+    assert (context_of(info.value) or {})["stop_reason"] == "retry_after"
+    assert len(clock.sleeps) == 3
 
 
 @settings(
@@ -297,7 +304,7 @@ def test_decorator_keeps_metadata_and_rejects_async_functions(clock: FakeClock) 
 def test_bad_input(clock: FakeClock) -> None:
     with pytest.raises(ValueError, match=r"attempts must be >= 1, got 0"):
         Retry(attempts=0)
-    with pytest.raises(ValueError, match="timeout must be >= 0"):
+    with pytest.raises(ValueError, match="timeout must be a duration >= 0"):
         retry(timeout=-1)
     with pytest.raises(TypeError, match="budget must be a RetryBudget"):
         Retry(budget=ra_async_budget())  # type: ignore[arg-type]

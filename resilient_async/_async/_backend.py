@@ -30,6 +30,7 @@ __all__ = [
     "DeadlineScope",
     "Event",
     "Lock",
+    "check_awaited",
     "check_guarded_callable",
     "checkpoint",
     "current_time",
@@ -293,3 +294,26 @@ async def yield_now() -> None:
         await _asyncio_sleep(0)
     else:
         await _trio().lowlevel.checkpoint()
+
+
+def check_awaited(exc: BaseException, fn: object, policy: str) -> None:
+    """Turn the failed `await` of a sync callable's result into a clear `TypeError`.
+
+    Called on a policy's error path with the error of `await fn(...)`: when that error is
+    the interpreter's "can't be used in 'await' expression", raised by the `await` in the
+    policy's own frame (not inside `fn`), `fn` is a sync callable given to an async policy.
+    The success path pays nothing for the check.
+
+    Raises:
+        TypeError: `fn` returned something that cannot be awaited.
+    """
+    if type(exc) is not TypeError:
+        return
+    tb = exc.__traceback__
+    if tb is None or tb.tb_next is not None or "'await' expression" not in str(exc):
+        return
+    name = getattr(fn, "__qualname__", None) or repr(fn)
+    raise TypeError(
+        f"{policy}.call needs an async callable, but {name} returned a value that cannot be "
+        f"awaited: it is a sync callable; use resilient_async.sync.{policy} for sync code"
+    ) from None

@@ -12,7 +12,7 @@ import inspect
 import math
 import threading
 import time
-from types import TracebackType
+from types import CoroutineType, TracebackType
 from typing import Any, Final
 
 from .._core.deadlines import DEADLINE
@@ -24,6 +24,7 @@ __all__ = [
     "Event",
     "Lock",
     "check_guarded_callable",
+    "check_result",
     "checkpoint",
     "current_time",
     "is_cancellation",
@@ -171,3 +172,22 @@ def yield_now() -> None:
     `asyncio.sleep(0)` and on trio `trio.lowlevel.checkpoint()`, called directly rather than
     through anyio's per-call backend lookup. In sync code there is nothing to yield to.
     """
+
+
+def check_result(result: object, fn: object, policy: str) -> None:
+    """Refuse a coroutine as a sync callable's result: `fn` was an async callable.
+
+    The coroutine has not run (nothing of `fn`'s body happened); it is closed, so that no
+    "never awaited" warning follows, and the call fails at once, before the policy records
+    anything.
+
+    Raises:
+        TypeError: `result` is a coroutine.
+    """
+    if type(result) is CoroutineType:
+        result.close()
+        name = getattr(fn, "__qualname__", None) or repr(fn)
+        raise TypeError(
+            f"{policy}.call needs a sync callable, but {name} returned a coroutine: it is "
+            f"an async callable; use resilient_async.{policy} (awaited) for async code"
+        )

@@ -124,8 +124,9 @@ class Classifier:
         """Classify exceptions that `matcher` matches as `error_class`, before any other rule.
 
         Later registrations win over earlier ones, and every registration wins over every
-        default rule (a compiled `on=` matcher still never matches a stop signal). A predicate runs on each `classify` call that reaches it; an
-        error it raises propagates.
+        default rule (a compiled `on=` matcher still never matches a stop signal). A
+        predicate runs on each `classify` call that reaches it; an error it raises
+        propagates.
 
         Args:
             matcher: An exception type (subclasses match too), a tuple of exception types, or

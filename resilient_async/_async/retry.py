@@ -416,8 +416,7 @@ class Retry(Policy):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> T:
-        """Go on after a failed attempt (an error, or a result `on_result` rejected): wait
-        and call again until a success or a stop."""
+        """Go on after a failed attempt (an error, or a rejected result): retry or stop."""
         on_result = self._on_result
         try:
             while True:
@@ -537,7 +536,7 @@ class RetryBudget:
     Args:
         ratio: Retries earned per call, >= 0 (0.2 = one retry per five calls).
         min_per_second: Retries allowed per second whatever the calls, >= 0.
-        ttl: The window in seconds, > 0.
+        ttl: The window in seconds (or a `timedelta`), >= 1e-6.
         name: The budget's name; required with `store`.
         store: Where the state lives: None for state of this instance's own, or a
             `MemoryStore` in which budgets of the same name share one state (they must
@@ -562,14 +561,13 @@ class RetryBudget:
         self,
         ratio: float = 0.2,
         min_per_second: float = 10.0,
-        ttl: float = 10.0,
+        ttl: float | timedelta = 10.0,
         *,
         name: str | None = None,
         store: MemoryStore | None = None,
     ) -> None:
         ratio, min_per_second, ttl = check_budget_config(ratio, min_per_second, ttl)
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"name must be a str or None, got {name!r}")
+        name = check_name(name)
         self._ratio = ratio
         self._min_per_second = min_per_second
         self._ttl = ttl
@@ -859,13 +857,15 @@ class _RetryState:
         policy = self.policy
         attempt = self.attempt
         if attempt >= self.limit:
-            return self.stop(error, "attempts", result)
+            self.stop(error, "attempts", result)
+            return None
         delay = policy._backoff.delay(attempt, self.previous, _RNG)
         self.previous = delay
         hinted = False
         if hint is not None:
             if hint > policy._max_retry_after:
-                return self.stop(error, "retry_after", result)
+                self.stop(error, "retry_after", result)
+                return None
             if hint >= delay:
                 delay = hint  # in full: the backoff's `max` never shortens a server's hint
                 hinted = True
@@ -875,12 +875,14 @@ class _RetryState:
         deadline = min(deadline, self.deadline)
         now = _backend.current_time() if deadline != math.inf or self.budgets else 0.0
         if now + delay >= deadline:
-            return self.stop(error, "retry_after" if hinted and delay else "deadline", result)
+            self.stop(error, "retry_after" if hinted and delay else "deadline", result)
+            return None
         for budget in self.budgets:
             if not budget._try_withdraw(now):
                 with policy._lock:
                     policy._budget_refusals += 1
-                return self.stop(error, "budget", result)
+                self.stop(error, "budget", result)
+                return None
         own = policy._hooks
         if own or enabled():
             fields: dict[str, Any] = (

@@ -34,7 +34,7 @@ def seconds_of(value: object, name: str) -> float:
 
     Raises:
         TypeError: `value` is neither (a bool is not accepted).
-        ValueError: `value` is NaN, or too large for a float.
+        ValueError: `value` is too large for a float.
     """
     if isinstance(value, timedelta):
         return value.total_seconds()
@@ -47,9 +47,7 @@ def seconds_of(value: object, name: str) -> float:
         result = float(value)
     except OverflowError:
         raise ValueError(f"{name} is too large: {name} must be a finite number") from None
-    if math.isnan(result):
-        raise ValueError(f"{name} must be a number of seconds, got nan")
-    return result
+    return result  # NaN is left to the caller's range check, which rejects it
 
 
 def check_seconds(value: float | timedelta, name: str) -> float:
@@ -61,7 +59,7 @@ def check_seconds(value: float | timedelta, name: str) -> float:
     """
     result = seconds_of(value, name)
     if not result >= 0.0:
-        raise ValueError(f"{name} must be a duration >= 0, got {result:g}")
+        raise ValueError(f"{name} must be >= 0, got {result:g}")
     return result
 
 

@@ -2,8 +2,8 @@
 
 Hand-written counterpart of `_async/_backend.py` with the same names, so that code generated
 from the async drivers runs unchanged. A sync deadline cannot interrupt a blocking call: it
-bounds retries and waits, and the scope raises `DeadlineExceeded` when the block returns after
-its deadline.
+bounds retries and waits, refuses what starts after it, and never turns a block that
+completed into an error (the overrun is reported as the event `timeout.overrun`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ from typing import Any, Final
 
 from .._core.deadlines import DEADLINE
 from ..errors import DeadlineExceeded
+from ..instrumentation import emit_to
 
 __all__ = [
     "IS_ASYNC",
+    "CoroutineType",
     "DeadlineScope",
     "Event",
     "Lock",
@@ -77,9 +79,12 @@ class DeadlineScope:
     """Bound the enclosed block by `when` (on `time.monotonic`), as a plain `with`.
 
     Sets the effective deadline that retries and waits respect. It cannot interrupt a
-    blocking call: when the block returns normally after its deadline, and this scope's
-    deadline was the effective one, it raises `DeadlineExceeded`. An error leaving the block
-    passes through unchanged.
+    blocking call, and it never turns a block that completed into an error: a block that
+    returns after its deadline keeps its result (an error leaving it passes unchanged), and
+    the overrun is reported (event `timeout.overrun`, with `timeout` and `overrun`, the
+    seconds past the deadline). What started after the deadline is refused instead: entering
+    a scope once an enclosing deadline has passed raises `DeadlineExceeded` at once, as do
+    the waits (`wait_event`), and a retry stops with its last error.
 
     Args:
         when: The absolute deadline on `time.monotonic`, or None for `timeout` seconds after
@@ -87,12 +92,20 @@ class DeadlineScope:
         timeout: The relative length the user asked for (reported on the error), or None.
     """
 
-    __slots__ = ("_timeout", "_token", "_when")
+    __slots__ = ("_hooks", "_policy", "_timeout", "_token", "_when", "overrun")
 
     def __init__(self, when: float | None, timeout: float | None = None) -> None:
         self._when = when
         self._timeout = timeout
         self._token: Any = None
+        self._policy: str | None = None
+        self._hooks: tuple[Any, ...] = ()
+        self.overrun: float | None = None  # seconds past the deadline when the block returned
+
+    def report_as(self, policy: str | None, hooks: tuple[Any, ...]) -> None:
+        """Name the policy (and its own hooks) that the `timeout.overrun` event comes from."""
+        self._policy = policy
+        self._hooks = hooks
 
     @property
     def deadline(self) -> float | None:
@@ -106,9 +119,17 @@ class DeadlineScope:
 
     def __enter__(self) -> DeadlineScope:
         when = self._when
-        if when is None:
+        enclosing = DEADLINE.get()
+        if enclosing != math.inf:
+            now = time.monotonic()
+            if now >= enclosing:
+                # Started after the deadline: refused, as a wait would be.
+                raise DeadlineExceeded(self._timeout)
+            if when is None:
+                when = self._when = now + self._timeout  # type: ignore[operator]
+        elif when is None:
             when = self._when = time.monotonic() + self._timeout  # type: ignore[operator]
-        if when < DEADLINE.get():
+        if when < enclosing:
             self._token = DEADLINE.set(when)
         return self
 
@@ -122,8 +143,13 @@ class DeadlineScope:
             return
         DEADLINE.reset(self._token)
         self._token = None
-        if exc_type is None and time.monotonic() >= self._when:  # type: ignore[operator]
-            raise DeadlineExceeded(self._timeout)
+        overrun = time.monotonic() - self._when  # type: ignore[operator]
+        if overrun >= 0.0:
+            # The work is done: its result (or its own error) stands; say it ran late.
+            self.overrun = overrun
+            emit_to(
+                self._hooks, "timeout.overrun", self._policy, timeout=self._timeout, overrun=overrun
+            )
 
 
 def remaining_until(when: float) -> float:

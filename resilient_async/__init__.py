@@ -25,6 +25,7 @@ from ._async.ratelimit import RateLimiter as RateLimiter
 from ._async.retry import Attempt as Attempt
 from ._async.retry import Retry as Retry
 from ._async.retry import RetryBudget as RetryBudget
+from ._async.retry import RetryMetrics as RetryMetrics
 from ._async.retry import retry as retry
 from ._async.timeout import Timeout as Timeout
 from ._async.timeout import current_deadline as current_deadline
@@ -74,6 +75,7 @@ __all__ = [
     "ResilienceError",
     "Retry",
     "RetryBudget",
+    "RetryMetrics",
     "SupervisorGaveUp",
     "Timeout",
     "backoff",

@@ -26,6 +26,7 @@ from ._sync.ratelimit import RateLimiter as RateLimiter
 from ._sync.retry import Attempt as Attempt
 from ._sync.retry import Retry as Retry
 from ._sync.retry import RetryBudget as RetryBudget
+from ._sync.retry import RetryMetrics as RetryMetrics
 from ._sync.retry import retry as retry
 from ._sync.timeout import Timeout as Timeout
 from ._sync.timeout import current_deadline as current_deadline
@@ -73,6 +74,7 @@ __all__ = [
     "ResilienceError",
     "Retry",
     "RetryBudget",
+    "RetryMetrics",
     "SupervisorGaveUp",
     "Timeout",
     "backoff",

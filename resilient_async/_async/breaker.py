@@ -31,7 +31,14 @@ from .._core.breaker import (
     NeedsTime,
     Transition,
 )
-from .._core.checks import check_hooks, check_int, check_name, check_period, check_seconds
+from .._core.checks import (
+    Settings,
+    check_hooks,
+    check_int,
+    check_name,
+    check_period,
+    check_seconds,
+)
 from .._core.window import CountWindow, TimeWindow, Window
 from ..classify import DEFAULT, DefaultType, ErrorClass, OnSpec, compile_on
 from ..context import PreparedFields, attach_context
@@ -184,15 +191,15 @@ class CircuitBreaker(Policy):
         }
         self._slow_after = math.inf if slow_call_duration is None else slow_call_duration
         self._timed = window_type == "time" or slow_call_duration is not None
-        config: Hashable = (
-            window_type,
-            window,
-            failure_rate,
-            min_calls,
-            open_for,
-            half_open_calls,
-            slow_call_duration,
-            slow_call_rate,
+        config: Hashable = Settings(
+            window_type=window_type,
+            window=window,
+            failure_rate=failure_rate,
+            min_calls=min_calls,
+            open_for=open_for,
+            half_open_calls=half_open_calls,
+            slow_call_duration=slow_call_duration,
+            slow_call_rate=slow_call_rate,
         )
 
         def new_state() -> tuple[BreakerCore, _backend.Lock]:
@@ -247,7 +254,7 @@ class CircuitBreaker(Policy):
         try:
             result = await fn(*args, **kwargs)
         except Exception as exc:
-            _backend.check_awaited(exc, fn, "CircuitBreaker")  # unasync: remove
+            self._misused(ticket, exc, fn)  # unasync: remove
             self._failed(ticket, 0.0, exc)
             raise
         except BaseException:
@@ -272,7 +279,7 @@ class CircuitBreaker(Policy):
         try:
             result = await fn(*args, **kwargs)
         except Exception as exc:
-            _backend.check_awaited(exc, fn, "CircuitBreaker")  # unasync: remove
+            self._misused(ticket, exc, fn)  # unasync: remove
             self._failed(ticket, start, exc)
             raise
         except BaseException:
@@ -454,6 +461,18 @@ class CircuitBreaker(Policy):
             self._report(transitions)
         attach_context(exc, self._context_fields[state])
 
+    # unasync: begin-remove
+    def _misused(self, ticket: int, exc: Exception, fn: object) -> None:
+        """Raise the clear error for a sync callable; the call then counts as nothing."""
+        if type(exc) is not TypeError:
+            return
+        try:
+            _backend.check_awaited(exc, fn, "CircuitBreaker")
+        except TypeError:
+            self._cancelled(ticket)  # gives a probe's permit back; records nothing
+            raise
+
+    # unasync: end-remove
     # unasync: sync-only: def _check_result(self, ticket: int, result: object, fn: object) -> None:
     # unasync: sync-only:     """Refuse an async callable's coroutine: it counts as nothing."""
     # unasync: sync-only:     try:

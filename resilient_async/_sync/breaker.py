@@ -33,7 +33,14 @@ from .._core.breaker import (
     NeedsTime,
     Transition,
 )
-from .._core.checks import check_hooks, check_int, check_name, check_period, check_seconds
+from .._core.checks import (
+    Settings,
+    check_hooks,
+    check_int,
+    check_name,
+    check_period,
+    check_seconds,
+)
 from .._core.window import CountWindow, TimeWindow, Window
 from ..classify import DEFAULT, DefaultType, ErrorClass, OnSpec, compile_on
 from ..context import PreparedFields, attach_context
@@ -186,15 +193,15 @@ class CircuitBreaker(Policy):
         }
         self._slow_after = math.inf if slow_call_duration is None else slow_call_duration
         self._timed = window_type == "time" or slow_call_duration is not None
-        config: Hashable = (
-            window_type,
-            window,
-            failure_rate,
-            min_calls,
-            open_for,
-            half_open_calls,
-            slow_call_duration,
-            slow_call_rate,
+        config: Hashable = Settings(
+            window_type=window_type,
+            window=window,
+            failure_rate=failure_rate,
+            min_calls=min_calls,
+            open_for=open_for,
+            half_open_calls=half_open_calls,
+            slow_call_duration=slow_call_duration,
+            slow_call_rate=slow_call_rate,
         )
 
         def new_state() -> tuple[BreakerCore, _backend.Lock]:

@@ -26,7 +26,7 @@ from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, overload
 
 from .._core.budget import RetryBudgetState, check_budget_config
-from .._core.checks import check_hooks, check_name, check_seconds
+from .._core.checks import Settings, check_hooks, check_name, check_seconds
 from .._core.deadlines import DEADLINE
 from .._core.retry_metrics import RetryMetrics
 from ..backoff import Backoff, exponential
@@ -580,7 +580,8 @@ class RetryBudget:
         elif name is None:
             raise ValueError("name is required with store=: budgets in a store share by name")
         else:
-            self._cell = store.shared("retry_budget", name, (ratio, min_per_second, ttl), create)
+            settings = Settings(ratio=ratio, min_per_second=min_per_second, ttl=ttl)
+            self._cell = store.shared("retry_budget", name, settings, create)
 
     @property
     def ratio(self) -> float:

@@ -107,7 +107,7 @@ def test_defaults_and_repr() -> None:
 async def test_tokens_out_of_range_fail_at_acquire() -> None:
     limiter = RateLimiter(5, burst=3)
     for bad in (4, 3.5, 0, -1):
-        with pytest.raises(ValueError, match="tokens must be (> 0|<= burst)"):
+        with pytest.raises(ValueError, match=r"tokens must be (> 0|<= burst)"):
             await limiter.acquire(bad)
         with pytest.raises(ValueError, match="tokens must be"):
             limiter.try_acquire(bad)

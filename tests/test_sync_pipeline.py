@@ -5,8 +5,6 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
-
 from resilient_async import backoff
 from resilient_async import sync as ra
 from resilient_async.instrumentation import hooks

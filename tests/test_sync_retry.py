@@ -199,11 +199,15 @@ def test_attempt_running_past_the_timeout(clock: FakeClock) -> None:
         Retry(attempts=10, backoff=backoff.constant(1), timeout=10).call(failing)
     assert failing.calls == 2  # the second returned at 13, past the deadline: no third
     assert fields_of(info.value)["stop_reason"] == "deadline"
-    # A sync deadline cannot interrupt a call; one that returns late raises DeadlineExceeded.
+    # A sync deadline cannot interrupt a call, and never turns one that completed into an
+    # error (issue 12, defect 7): the late success is returned and the overrun reported.
     late = Flaky(ConnectionError, "ok", clock=clock, duration=6.0)
-    with pytest.raises(ra.DeadlineExceeded) as expired:
-        Retry(attempts=10, backoff=backoff.constant(1), timeout=10).call(late)
-    assert fields_of(expired.value) == {"attempt": 2, "policy": "Retry", "stop_reason": "deadline"}
+    recorder = Recorder()
+    with hooks(recorder):
+        assert Retry(attempts=10, backoff=backoff.constant(1), timeout=10).call(late) == "ok"
+    assert late.calls == 2
+    (overrun,) = recorder.of("timeout.overrun")
+    assert overrun.overrun == pytest.approx(3.0)
 
 
 def test_enclosing_deadline_bounds_the_waits(clock: FakeClock) -> None:

@@ -62,7 +62,8 @@ def test_what_starts_after_the_deadline_is_refused(clock: FakeClock) -> None:
         calls += 1
         return "ok"
 
-    with sync.deadline(1.0):
+    bulkhead = sync.Bulkhead(1, max_queue=1)
+    with bulkhead, sync.deadline(1.0):  # the bulkhead's only slot is taken
         clock.sleep(1.5)
         with pytest.raises(sync.DeadlineExceeded):
             sync.Timeout(5).call(work)
@@ -70,10 +71,25 @@ def test_what_starts_after_the_deadline_is_refused(clock: FakeClock) -> None:
             work()
         with pytest.raises(sync.DeadlineExceeded):
             sync.Retry(timeout=5).call(work)
-        bulkhead = sync.Bulkhead(1, max_queue=1)
-        with bulkhead, pytest.raises(sync.DeadlineExceeded):
+        with pytest.raises(sync.DeadlineExceeded):
             bulkhead.call(work)  # a wait for the slot, started after the deadline
+        late_starters = [
+            sync.Retry(),
+            sync.CircuitBreaker(),
+            sync.Bulkhead(2),
+            sync.RateLimiter(10),
+            sync.Fallback(value="fallback"),
+            sync.pipeline(sync.CircuitBreaker(), sync.Bulkhead(2)),
+        ]
+        for policy in late_starters:
+            with pytest.raises(sync.DeadlineExceeded):
+                policy.call(work)
+        with pytest.raises(sync.DeadlineExceeded):
+            sync.RateLimiter(10).acquire()
+        with pytest.raises(sync.DeadlineExceeded):
+            sync.retry(work)()
     assert calls == 0
+    assert sync.Retry().call(work) == "ok"  # outside the deadline, nothing is refused
 
 
 def test_a_retry_under_an_expired_sync_deadline_reraises_its_last_error(

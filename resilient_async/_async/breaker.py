@@ -246,6 +246,7 @@ class CircuitBreaker(Policy):
             CircuitOpenError: The breaker is open, forced open, or half-open with every
                 probe permit taken (a fresh error each time, with `retry_after`).
         """
+        # unasync: sync-only: _backend.check_deadline()
         ticket = self._core.fast_ticket
         if ticket is None:
             ticket = self._admit()
@@ -316,6 +317,7 @@ class CircuitBreaker(Policy):
     # --- the guard protocol, through which a pipeline runs it without a frame of its own ---
 
     def _guard_enter(self) -> tuple[int, float]:
+        # unasync: sync-only: _backend.check_deadline()
         ticket = self._core.fast_ticket
         if ticket is None:
             ticket = self._admit()

@@ -158,6 +158,7 @@ class Bulkhead(Policy):
             BulkheadFullError: No slot and no queue room, or `max_wait` passed while queued
                 (a fresh instance each time).
         """
+        # unasync: sync-only: _backend.check_deadline()
         ledger = self._ledger
         # Async state changes never span an await, so the async twin needs no lock here (a
         # no-op lock would cost a third of the guard); the sync twin takes the thread lock.
@@ -202,6 +203,7 @@ class Bulkhead(Policy):
     # --- the guard protocol, through which a pipeline runs it without a frame of its own ---
 
     def _guard_enter(self) -> object:
+        # unasync: sync-only: _backend.check_deadline()
         ledger = self._ledger
         # unasync: sync-only: with self._lock:
         # unasync: sync-only:     admitted = ledger.try_admit()

@@ -171,6 +171,7 @@ class Fallback(Policy, Generic[R]):
             Exception: The original error when it is not matched by `on` (or `last_good` has
                 nothing fresh for the key); the handler's error, chained to the original.
         """
+        # unasync: sync-only: _backend.check_deadline()
         last_good = self._last_good
         try:
             result = await fn(*args, **kwargs)

@@ -281,6 +281,7 @@ class Retry(Policy):
             TypeError: `fn` is a callable of the other flavour (a sync function given to the
                 async policy, or an async one to the sync policy).
         """
+        # unasync: sync-only: _backend.check_deadline()
         if self._guarded:
             return await self._call_guarded(fn, args, kwargs)
         # unasync: sync-only: with self._lock:
@@ -312,6 +313,7 @@ class Retry(Policy):
 
             @functools.wraps(fn)
             async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+                # unasync: sync-only: _backend.check_deadline()
                 return await policy._call_guarded(fn, args, kwargs)
 
             return guarded
@@ -319,6 +321,7 @@ class Retry(Policy):
         # The same as `call`, inlined: one frame less on every call of the decorated function.
         @functools.wraps(fn)
         async def retried(*args: P.args, **kwargs: P.kwargs) -> T:
+            # unasync: sync-only: _backend.check_deadline()
             # unasync: sync-only: with policy._lock:
             # unasync: sync-only:     policy._calls += 1
             policy._calls += 1  # unasync: remove

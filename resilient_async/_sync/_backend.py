@@ -25,6 +25,7 @@ __all__ = [
     "DeadlineScope",
     "Event",
     "Lock",
+    "check_deadline",
     "check_guarded_callable",
     "check_result",
     "checkpoint",
@@ -217,3 +218,18 @@ def check_result(result: object, fn: object, policy: str) -> None:
             f"{policy}.call needs a sync callable, but {name} returned a coroutine: it is "
             f"an async callable; use resilient_async.{policy} (awaited) for async code"
         )
+
+
+def check_deadline() -> None:
+    """Refuse a guarded call that starts once the effective deadline has passed.
+
+    A sync deadline cannot interrupt what runs, so it refuses what starts late instead (a
+    call that completes late keeps its result, see `DeadlineScope`). No clock read without
+    a deadline.
+
+    Raises:
+        DeadlineExceeded: The effective deadline has passed.
+    """
+    deadline = DEADLINE.get()
+    if deadline != math.inf and current_time() >= deadline:
+        raise DeadlineExceeded(None)

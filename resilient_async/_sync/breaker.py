@@ -248,6 +248,7 @@ class CircuitBreaker(Policy):
             CircuitOpenError: The breaker is open, forced open, or half-open with every
                 probe permit taken (a fresh error each time, with `retry_after`).
         """
+        _backend.check_deadline()
         ticket = self._core.fast_ticket
         if ticket is None:
             ticket = self._admit()
@@ -315,6 +316,7 @@ class CircuitBreaker(Policy):
     # --- the guard protocol, through which a pipeline runs it without a frame of its own ---
 
     def _guard_enter(self) -> tuple[int, float]:
+        _backend.check_deadline()
         ticket = self._core.fast_ticket
         if ticket is None:
             ticket = self._admit()

@@ -179,6 +179,7 @@ class RateLimiter(Policy):
         Raises:
             RateLimitedError: No token within `max_wait` or before the effective deadline.
         """
+        _backend.check_deadline()
         state = self._state
         # Async state changes never span an await, so the async twin needs no lock on this
         # path (a no-op lock would cost more than the bucket); the sync twin takes it.
@@ -209,6 +210,7 @@ class RateLimiter(Policy):
         """
         if type(tokens) is not int or tokens != 1:
             self._check_tokens(tokens)  # before touching the bucket: bad input changes nothing
+        _backend.check_deadline()
         state = self._state
         with state.lock:
             took = state.bucket.try_take(tokens, _backend.current_time())
@@ -249,6 +251,7 @@ class RateLimiter(Policy):
     # --- the guard protocol, through which a pipeline runs it without a frame of its own ---
 
     def _guard_enter(self) -> object:
+        _backend.check_deadline()
         state = self._state
         with state.lock:
             took = state.bucket.try_take(1, _backend.current_time())

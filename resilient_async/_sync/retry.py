@@ -282,6 +282,7 @@ class Retry(Policy):
             TypeError: `fn` is a callable of the other flavour (a sync function given to the
                 async policy, or an async one to the sync policy).
         """
+        _backend.check_deadline()
         if self._guarded:
             return self._call_guarded(fn, args, kwargs)
         with self._lock:
@@ -311,6 +312,7 @@ class Retry(Policy):
 
             @functools.wraps(fn)
             def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+                _backend.check_deadline()
                 return policy._call_guarded(fn, args, kwargs)
 
             return guarded
@@ -318,6 +320,7 @@ class Retry(Policy):
         # The same as `call`, inlined: one frame less on every call of the decorated function.
         @functools.wraps(fn)
         def retried(*args: P.args, **kwargs: P.kwargs) -> T:
+            _backend.check_deadline()
             with policy._lock:
                 policy._calls += 1
             start = _backend.current_time() if enabled() else None

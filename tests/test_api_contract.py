@@ -222,6 +222,9 @@ async def test_timedelta_is_accepted_wherever_seconds_are() -> None:
     assert ra.RateLimiter(10, per=minute, max_wait=minute).per == 60.0
     assert ra.RetryBudget(ttl=minute).ttl == 60.0
     ra.Fallback.last_good(minute)
+    assert ra.backoff.constant(timedelta(seconds=2)).delay(1, 0.0, None) == 2.0  # type: ignore[arg-type]
+    assert ra.backoff.exponential(timedelta(seconds=1), max=minute).max == 60.0
+    assert ra.backoff.linear(step=timedelta(seconds=1)).delay(3, 0.0, None) == 2.1  # type: ignore[arg-type]
     breaker = ra.CircuitBreaker(
         window=minute, window_type="time", open_for=minute, slow_call_duration=minute
     )

@@ -381,6 +381,7 @@ class Retry(Policy):
             if timeout is None:
                 return await self._run(state, fn, args, kwargs)
             scope = _backend.DeadlineScope(start + timeout, timeout)
+            # unasync: sync-only: scope.report_as(self._name, self._hooks)
             try:
                 with scope:
                     return await self._run(state, fn, args, kwargs)

@@ -379,6 +379,7 @@ class Retry(Policy):
             if timeout is None:
                 return self._run(state, fn, args, kwargs)
             scope = _backend.DeadlineScope(start + timeout, timeout)
+            scope.report_as(self._name, self._hooks)
             try:
                 with scope:
                     return self._run(state, fn, args, kwargs)

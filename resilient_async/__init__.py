@@ -49,7 +49,13 @@ from .errors import DeadlineExceeded as DeadlineExceeded
 from .errors import RateLimitedError as RateLimitedError
 from .errors import ResilienceError as ResilienceError
 from .errors import SupervisorGaveUp as SupervisorGaveUp
+from .handlers import ExceptionHandler as ExceptionHandler
+from .handlers import install_exception_handler as install_exception_handler
+from .handlers import run_reported as run_reported
 from .hedging import Hedge as Hedge
+from .supervision import ChildInfo as ChildInfo
+from .supervision import ChildState as ChildState
+from .supervision import Supervisor as Supervisor
 
 __all__ = [
     "Attempt",
@@ -58,12 +64,15 @@ __all__ = [
     "Bulkhead",
     "BulkheadFullError",
     "BulkheadMetrics",
+    "ChildInfo",
+    "ChildState",
     "CircuitBreaker",
     "CircuitOpenError",
     "Classifier",
     "CompensationError",
     "DeadlineExceeded",
     "ErrorClass",
+    "ExceptionHandler",
     "Fallback",
     "Hedge",
     "KeyedBulkhead",
@@ -76,6 +85,7 @@ __all__ = [
     "Retry",
     "RetryBudget",
     "RetryMetrics",
+    "Supervisor",
     "SupervisorGaveUp",
     "Timeout",
     "backoff",
@@ -88,11 +98,13 @@ __all__ = [
     "degraded",
     "error_context",
     "get_classifier",
+    "install_exception_handler",
     "instrumentation",
     "pipeline",
     "remaining",
     "retry",
     "retry_after",
+    "run_reported",
     "set_classifier",
     "stores",
     "use_classifier",

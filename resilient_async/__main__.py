@@ -1,4 +1,4 @@
-"""Command line: `python -m resilient_async demo [--backend B] [--seconds S] [--seed N] ...`."""
+"""Command line: `python -m resilient_async demo [--scenario S] [--backend B] [--seconds S] ...`."""
 
 from __future__ import annotations
 
@@ -19,6 +19,13 @@ def main(argv: list[str] | None = None) -> int:
         "pipeline. A live view shows both sides while it runs; a final report explains what "
         "the library did.",
     )
+    demo.add_argument(
+        "--scenario",
+        choices=["pipeline", "supervision"],
+        default="pipeline",
+        help="pipeline: a failing dependency, unprotected and guarded (default); "
+        "supervision: a supervised worker pool whose workers crash and come back",
+    )
     demo.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
     demo.add_argument("--seconds", type=float, default=30.0, help="length of the run (default 30)")
     demo.add_argument("--seed", type=int, default=7, help="seed of the simulated faults")
@@ -36,6 +43,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seconds must be > 0 and --clients >= 1")
     if args.backend == "trio" and not _importable("trio"):
         parser.error("--backend trio needs trio: pip install 'resilient-async[trio]'")
+    if args.scenario == "supervision":
+        from ._demo_supervision import run_supervision_demo
+
+        print(
+            run_supervision_demo(
+                backend=args.backend,
+                seconds=args.seconds,
+                seed=args.seed,
+                progress=None if args.quiet else sys.stdout,
+                virtual_time=args.virtual_time,
+            )
+        )
+        return 0
     report = run_demo(
         backend=args.backend,
         seconds=args.seconds,

@@ -18,6 +18,7 @@ from ._async.policy import Policy
 from ._async.retry import RetryBudget
 from ._core.checks import check_hooks, check_int, check_name, check_seconds
 from ._core.deadlines import DEADLINE
+from ._core.no_retry import NO_RETRY
 from .classify import DEFAULT, DefaultType, ErrorClass, OnSpec, compile_on
 from .context import attach_context
 from .instrumentation import Hook, emit_to
@@ -38,7 +39,9 @@ class Hedge(Policy):
     are cancelled and that error propagates. If every attempt fails, the error of the last one
     to fail propagates. Losers are cancelled and awaited before the call returns; a caller's
     cancellation cancels every attempt. No hedge starts after the effective deadline, nor when
-    the `budget` refuses one (each call deposits once, each extra attempt withdraws).
+    the `budget` refuses one (each call deposits once, each extra attempt withdraws), nor for
+    a call that must not be sent twice (an HTTP POST or streamed body sent by the httpx
+    transport).
 
     Args:
         delay: Seconds to wait for an attempt before starting the next, >= 0 (0 starts all
@@ -158,7 +161,7 @@ class _HedgedCall(Generic[T]):
         raise error
 
     def _may_start_another(self) -> bool:
-        if _backend.remaining_until(DEADLINE.get()) <= 0:
+        if NO_RETRY.get() or _backend.remaining_until(DEADLINE.get()) <= 0:
             return False
         budget = self._hedge._budget
         return budget is None or budget._try_withdraw(_backend.current_time())

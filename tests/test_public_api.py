@@ -13,8 +13,9 @@ API_NAMES = {
     "BreakerState", "BulkheadFullError", "Bulkhead", "CircuitBreaker", "CircuitOpenError",
     "Classifier", "CompensationError", "DeadlineExceeded", "ErrorClass", "Fallback", "Hedge",
     "RateLimitedError", "RateLimiter", "ResilienceError", "Retry", "RetryBudget",
-    "SupervisorGaveUp", "Timeout", "backoff", "classify", "context_of", "current_context",
-    "current_deadline", "deadline", "deadline_at", "degraded", "error_context", "instrumentation",
+    "Supervisor", "SupervisorGaveUp", "Timeout", "backoff", "classify", "context_of",
+    "current_context", "current_deadline", "deadline", "deadline_at", "degraded", "error_context",
+    "install_exception_handler", "instrumentation",
     "pipeline", "remaining", "retry", "retry_after", "set_classifier", "stores", "use_classifier",
 }  # fmt: skip
 SYNC_NAMES = {
@@ -22,7 +23,10 @@ SYNC_NAMES = {
     "Fallback", "pipeline", "classify", "error_context", "backoff", "DeadlineExceeded",
     "ResilienceError", "CircuitOpenError", "BulkheadFullError", "RateLimitedError",
 }  # fmt: skip
-ASYNC_ONLY = {"Hedge", "SupervisorGaveUp", "get_classifier", "instrumentation", "stores"}
+ASYNC_ONLY = {
+    "ChildInfo", "ChildState", "ExceptionHandler", "Hedge", "Supervisor", "SupervisorGaveUp",
+    "get_classifier", "install_exception_handler", "instrumentation", "run_reported", "stores",
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("module", [ra, ra_sync], ids=["async", "sync"])

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, overload
 from .._core.budget import RetryBudgetState, check_budget_config
 from .._core.checks import Settings, check_hooks, check_name, check_seconds
 from .._core.deadlines import DEADLINE
+from .._core.no_retry import NO_RETRY
 from .._core.retry_metrics import RetryMetrics
 from ..backoff import Backoff, exponential
 from ..classify import DEFAULT, DefaultType, ErrorClass, OnSpec, compile_on, retry_after
@@ -835,7 +836,7 @@ class _RetryState:
         if policy._stops_on_open and isinstance(error, CircuitOpenError):
             self.stop(error, "circuit_open")
             return None
-        if not policy._matches(error):
+        if not policy._matches(error) or NO_RETRY.get():
             self.stop(error, "not_retryable")
             return None
         return self._next_delay(error, retry_after(error), _NO_RESULT)
@@ -853,6 +854,9 @@ class _RetryState:
                 result=result,
                 elapsed=self.elapsed(),
             )
+        if NO_RETRY.get():
+            self.stop(None, "not_retryable", result)
+            return None
         return self._next_delay(None, None, result)
 
     def _next_delay(self, error: Exception | None, hint: float | None, result: Any) -> float | None:

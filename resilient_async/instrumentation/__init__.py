@@ -18,10 +18,17 @@ from contextvars import ContextVar
 from types import MappingProxyType
 from typing import Any
 
+from ._opentelemetry import OpenTelemetryHook as OpenTelemetryHook
+from ._prometheus import PrometheusHook as PrometheusHook
+from ._structlog import StructlogHook as StructlogHook
+
 __all__ = [
     "Event",
     "Hook",
     "LoggingHook",
+    "OpenTelemetryHook",
+    "PrometheusHook",
+    "StructlogHook",
     "emit",
     "emit_to",
     "enabled",
@@ -194,6 +201,8 @@ class LoggingHook:
             "timeout.overrun",
             "compensation.failed",
             "store.degraded",
+            "supervisor.child_crashed",
+            "supervisor.gave_up",
         }
     )
     # The events that mean a call failed for good: the only ones logged with a traceback.

@@ -315,6 +315,38 @@ async def test_a_sync_callable_given_to_an_async_policy_is_a_clear_type_error() 
     assert breaker.state is ra.BreakerState.CLOSED
 
 
+async def test_a_sync_function_that_raises_is_refused_not_retried() -> None:
+    calls = 0
+
+    def sync_down() -> str:
+        nonlocal calls
+        calls += 1
+        raise ConnectionError("down")
+
+    breaker = ra.CircuitBreaker(consecutive_failures=1)
+    policies = [
+        ra.Retry(attempts=5),
+        ra.Retry(attempts=5, timeout=10),
+        breaker,
+        ra.Bulkhead(2),
+        ra.RateLimiter(100),
+        ra.Timeout(5),
+        ra.Fallback(value="fallback"),
+        ra.pipeline(ra.Bulkhead(2), ra.Timeout(5)),
+    ]
+    for policy in policies:
+        with pytest.raises(TypeError, match=r"sync_down is a sync function") as info:
+            await policy.call(sync_down)  # type: ignore[arg-type]
+        assert isinstance(info.value.__cause__, ConnectionError)  # its own error, chained
+    assert calls == len(policies)  # one call each: never retried
+    assert breaker.state is ra.BreakerState.CLOSED  # and never counted
+
+    # Callables that build an awaitable are not mistaken for sync ones.
+    script = Script(ConnectionError, "ok")
+    assert await ra.Retry(backoff=backoff.constant(0)).call(lambda: script()) == "ok"
+    assert script.calls == 2
+
+
 # --- defect 4: a plain handler in async code ---------------------------------------------------
 
 

@@ -49,6 +49,11 @@ _CancelledError = asyncio.CancelledError
 _asyncio_sleep = asyncio.sleep
 
 
+# Code flags of functions whose body runs only when awaited or iterated asynchronously.
+_ASYNC_CODE: Final = (
+    inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE | inspect.CO_ASYNC_GENERATOR
+)
+
 _trio_module: Any = None
 
 
@@ -297,23 +302,43 @@ async def yield_now() -> None:
 
 
 def check_awaited(exc: BaseException, fn: object, policy: str) -> None:
-    """Turn the failed `await` of a sync callable's result into a clear `TypeError`.
+    """Turn the failure of a sync callable given to an async policy into a clear `TypeError`.
 
-    Called on a policy's error path with the error of `await fn(...)`: when that error is
-    the interpreter's "can't be used in 'await' expression", raised by the `await` in the
-    policy's own frame (not inside `fn`), `fn` is a sync callable given to an async policy.
-    The success path pays nothing for the check.
+    Called on a policy's error path with the error of `await fn(...)`, caught in the frame
+    that made that call. Two signs that `fn` is a sync callable, both read from the
+    traceback (the success path pays nothing):
+
+    - the interpreter's "can't be used in 'await' expression", raised by the `await` in the
+      policy's own frame: `fn` returned something that cannot be awaited;
+    - the frame right after the policy's is `fn`'s own code, and that code is not a
+      coroutine's: `fn` is a plain function that raised when called. (A coroutine
+      function's body only ever runs inside its coroutine; a lambda that merely builds an
+      awaitable is left alone.)
 
     Raises:
-        TypeError: `fn` returned something that cannot be awaited.
+        TypeError: `fn` is a sync callable.
     """
-    if type(exc) is not TypeError:
-        return
     tb = exc.__traceback__
-    if tb is None or tb.tb_next is not None or "'await' expression" not in str(exc):
+    if tb is None:
         return
+    following = tb.tb_next
     name = getattr(fn, "__qualname__", None) or repr(fn)
-    raise TypeError(
-        f"{policy}.call needs an async callable, but {name} returned a value that cannot be "
-        f"awaited: it is a sync callable; use resilient_async.sync.{policy} for sync code"
-    ) from None
+    if following is None:
+        if type(exc) is TypeError and "'await' expression" in str(exc):
+            raise TypeError(
+                f"{policy}.call needs an async callable, but {name} returned a value that "
+                f"cannot be awaited: it is a sync callable; use resilient_async.sync.{policy} "
+                "for sync code"
+            ) from None
+        return
+    code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+    if (
+        code is not None
+        and following.tb_frame.f_code is code
+        and not code.co_flags & _ASYNC_CODE
+        and code.co_name != "<lambda>"
+    ):
+        raise TypeError(
+            f"{policy}.call needs an async callable, but {name} is a sync function (it raised "
+            f"{type(exc).__name__} when called); use resilient_async.sync.{policy} for sync code"
+        ) from exc

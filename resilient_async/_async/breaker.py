@@ -466,8 +466,6 @@ class CircuitBreaker(Policy):
     # unasync: begin-remove
     def _misused(self, ticket: int, exc: Exception, fn: object) -> None:
         """Raise the clear error for a sync callable; the call then counts as nothing."""
-        if type(exc) is not TypeError:
-            return
         try:
             _backend.check_awaited(exc, fn, "CircuitBreaker")
         except TypeError:

@@ -183,8 +183,9 @@ class LoggingHook:
     Records carry `kind` and `policy` as attributes (`extra`, with the event as `event`) and
     name both in the message (`policy=` is left out for an unnamed policy). An event's
     exception is shown on the same line as `ExcType: message`; a traceback is attached only
-    when a call finally fails (`retry.gave_up`): a failed attempt that is retried, a
-    rejection or a fallback is an expected outcome, not a crash. Rejections and give-ups log
+    when work finally fails (`retry.gave_up`, `compensation.failed`, `supervisor.gave_up`): a
+    failed attempt that is retried, a rejection or a fallback is an expected outcome, not a
+    crash. Rejections and give-ups log
     at WARNING, everything else at INFO.
 
     Args:
@@ -205,8 +206,8 @@ class LoggingHook:
             "supervisor.gave_up",
         }
     )
-    # The events that mean a call failed for good: the only ones logged with a traceback.
-    _TRACEBACK_KINDS = frozenset({"retry.gave_up"})
+    # The events that mean work failed for good: the only ones logged with a traceback.
+    _TRACEBACK_KINDS = frozenset({"retry.gave_up", "compensation.failed", "supervisor.gave_up"})
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
         self.logger = logger if logger is not None else _log

@@ -22,6 +22,7 @@ from ._async.pipeline import pipeline as pipeline
 from ._async.policy import Policy as Policy
 from ._async.ratelimit import KeyedRateLimiter as KeyedRateLimiter
 from ._async.ratelimit import RateLimiter as RateLimiter
+from ._async.recovery import recover as recover
 from ._async.retry import Attempt as Attempt
 from ._async.retry import Retry as Retry
 from ._async.retry import RetryBudget as RetryBudget
@@ -32,6 +33,9 @@ from ._async.timeout import current_deadline as current_deadline
 from ._async.timeout import deadline as deadline
 from ._async.timeout import deadline_at as deadline_at
 from ._async.timeout import remaining as remaining
+from ._async.transaction import Transaction as Transaction
+from ._journal import SQLiteJournal as SQLiteJournal
+from ._journal import compensation as compensation
 from .classify import Classifier as Classifier
 from .classify import ErrorClass as ErrorClass
 from .classify import classify as classify
@@ -85,11 +89,14 @@ __all__ = [
     "Retry",
     "RetryBudget",
     "RetryMetrics",
+    "SQLiteJournal",
     "Supervisor",
     "SupervisorGaveUp",
     "Timeout",
+    "Transaction",
     "backoff",
     "classify",
+    "compensation",
     "context_of",
     "current_context",
     "current_deadline",
@@ -101,6 +108,7 @@ __all__ = [
     "install_exception_handler",
     "instrumentation",
     "pipeline",
+    "recover",
     "remaining",
     "retry",
     "retry_after",

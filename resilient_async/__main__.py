@@ -1,4 +1,8 @@
-"""Command line: `python -m resilient_async demo [--scenario S] [--backend B] [--seconds S] ...`."""
+"""Command line of resilient_async.
+
+- `python -m resilient_async demo [--scenario S] [--backend B] [--seconds S] ...`
+- `python -m resilient_async recover JOURNAL_PATH [--dry-run] [--import MODULE ...]`
+"""
 
 from __future__ import annotations
 
@@ -36,7 +40,27 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run on a simulated clock that skips idle time: the same run in a few seconds",
     )
+    recover = commands.add_parser(
+        "recover",
+        help="run the compensations that crashed processes left pending in a journal",
+    )
+    recover.add_argument("journal", metavar="JOURNAL_PATH", help="the SQLiteJournal file")
+    recover.add_argument(
+        "--dry-run", action="store_true", help="only list what would run; change nothing"
+    )
+    recover.add_argument(
+        "--import",
+        dest="modules",
+        metavar="MODULE",
+        action="append",
+        default=[],
+        help="import MODULE first, to register its @compensation functions (repeatable)",
+    )
     args = parser.parse_args(argv)
+    if args.command == "recover":
+        from ._recover_cli import run_recover
+
+        return run_recover(args.journal, dry_run=args.dry_run, modules=args.modules)
     from ._demo import run_demo
 
     if args.seconds <= 0 or args.clients < 1:

@@ -141,7 +141,7 @@ class _HedgedCall(Generic[T]):
             self._cancel = tg.cancel_scope.cancel
             for number in range(1, hedge.max_attempts + 1):
                 if number > 1:
-                    if not self._may_start_another():
+                    if not await self._may_start_another():
                         break
                     emit_to(hedge._hooks, "hedge.started", hedge._name, attempt=number)
                 tg.start_soon(self._attempt, number)
@@ -160,11 +160,11 @@ class _HedgedCall(Generic[T]):
         attach_context(error, {"policy": hedge.name or "Hedge", "attempt": self._last_failed})
         raise error
 
-    def _may_start_another(self) -> bool:
+    async def _may_start_another(self) -> bool:
         if NO_RETRY.get() or _backend.remaining_until(DEADLINE.get()) <= 0:
             return False
         budget = self._hedge._budget
-        return budget is None or budget._try_withdraw(_backend.current_time())
+        return budget is None or await budget._withdraw(_backend.current_time())
 
     async def _attempt(self, number: int) -> None:
         try:

@@ -191,5 +191,5 @@ def test_sync_and_async_limiters_never_share_a_bucket() -> None:
 
     store = MemoryStore()
     RateLimiter(5, name="api", store=store)
-    with pytest.raises(ValueError, match="another configuration"):
+    with pytest.raises(ValueError, match="sync policies; async policies cannot share"):
         AsyncRateLimiter(5, name="api", store=store)

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable, Hashable, Iterable
-from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import Any, Final, NoReturn, ParamSpec, TypeVar
 
 from .._core.bucket import Reservation, TokenBucket
 from .._core.checks import check_hooks, check_name, check_period, check_positive, check_seconds
@@ -22,12 +21,15 @@ from .._core.deadlines import DEADLINE
 from ..context import PreparedFields, attach_context
 from ..errors import RateLimitedError
 from ..instrumentation import Hook, emit_to
-from ..stores.memory import MemoryStore
+from ..stores.base import StateStore
 from . import _backend
 from .keyed import Keyed
 from .policy import MUST_WAIT, Policy
+from .ports import LimiterConfig, LimiterPort, MemoryLimiterPort
 
 __all__ = ["KeyedRateLimiter", "RateLimiter"]
+
+_FLAVOUR: Final = "async" if _backend.IS_ASYNC else "sync"
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -56,8 +58,9 @@ class RateLimiter(Policy):
         max_wait: The longest a caller may wait for its tokens, in seconds >= 0 (0: never
             wait; `math.inf` or None: up to the effective deadline).
         name: A name for events, errors and error context; with `store`, the shared name.
-        store: A `MemoryStore` through which limiters of the same name (and settings) share
-            one bucket; None gives this limiter its own.
+        store: A store through which limiters of the same name (and settings) share one
+            bucket: `stores.MemoryStore` in this process, `stores.RedisStore` across
+            processes; None gives this limiter its own.
         hooks: Hooks (callables taking one event) for this limiter's events only.
 
     `per` and `max_wait` accept a `datetime.timedelta` too. The configuration is read-only.
@@ -80,6 +83,7 @@ class RateLimiter(Policy):
         "_name",
         "_per",
         "_rate",
+        "_shared",
         "_state",
         "_wait_limit",
     )
@@ -92,7 +96,7 @@ class RateLimiter(Policy):
         burst: float | None = None,
         max_wait: float | timedelta | None = 0.0,
         name: str | None = None,
-        store: MemoryStore | None = None,
+        store: StateStore | None = None,
         hooks: Iterable[Hook] = (),
     ) -> None:
         self._rate = check_positive(rate, "rate")
@@ -118,17 +122,29 @@ class RateLimiter(Policy):
                 f"rate / per must be a finite number of tokens per second, got {rate!r} per "
                 f"{self._per:g} s"
             )
+        burst_tokens = self._burst
+
+        def new_port() -> LimiterPort:
+            return MemoryLimiterPort(TokenBucket(per_second, burst_tokens))
+
         if store is None:
-            self._state = _Shared(TokenBucket(per_second, self._burst))
-        elif isinstance(store, MemoryStore):
-            if name is None:
-                raise TypeError("a RateLimiter given a store= needs a name= to share it under")
-            config = _Config(per_second, self._burst, _backend.IS_ASYNC)
-            self._state = store.shared(
-                "limiter", name, config, lambda: _Shared(TokenBucket(per_second, self._burst))
-            )
+            port = new_port()
+        elif not isinstance(store, StateStore):
+            raise TypeError(f"store must be a MemoryStore, a RedisStore or None, got {store!r}")
+        elif name is None:
+            raise TypeError("a RateLimiter given a store= needs a name= to share it under")
         else:
-            raise TypeError(f"store must be a MemoryStore or None, got {store!r}")
+            config = LimiterConfig(per_second, self._burst)
+            port = store.shared("limiter", name, config, new_port, flavour=_FLAVOUR)
+        self._shared: LimiterPort | None = None
+        if isinstance(port, MemoryLimiterPort):
+            self._state = port
+        else:
+            # Tokens behind a server: every take is awaited, so another class drives it.
+            from .shared_ratelimit import SharedRateLimiter
+
+            self._shared = port
+            self.__class__ = SharedRateLimiter
 
     def __repr__(self) -> str:
         return (
@@ -410,25 +426,6 @@ class KeyedRateLimiter(Keyed[K, RateLimiter]):
             return RateLimiter(rate, per, burst=burst, max_wait=max_wait, name=label)
 
         super().__init__(build, _limiter_is_idle, name=name, max_keys=max_keys, idle_ttl=idle_ttl)
-
-
-class _Shared:
-    """What limiters sharing a name share: the bucket, and the lock that guards it."""
-
-    __slots__ = ("bucket", "lock")
-
-    def __init__(self, bucket: TokenBucket) -> None:
-        self.bucket = bucket
-        self.lock = _backend.Lock()
-
-
-@dataclass(frozen=True)
-class _Config:
-    """The settings two limiters must agree on to share a bucket through a store."""
-
-    rate_per_second: float
-    burst: float
-    loop_clock: bool  # the async flavour reads the loop's clock, the sync one time.monotonic
 
 
 def _limiter_is_idle(limiter: RateLimiter, now: float) -> bool:

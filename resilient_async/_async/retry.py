@@ -21,10 +21,10 @@ from collections.abc import Iterable
 from contextvars import ContextVar, Token
 from datetime import timedelta
 from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, cast, overload
 
 from .._core.budget import RetryBudgetState, check_budget_config
-from .._core.checks import Settings, check_hooks, check_name, check_seconds
+from .._core.checks import check_hooks, check_name, check_seconds
 from .._core.deadlines import DEADLINE
 from .._core.no_retry import NO_RETRY
 from .._core.retry_metrics import RetryMetrics
@@ -33,10 +33,11 @@ from ..classify import DEFAULT, DefaultType, ErrorClass, OnSpec, compile_on, ret
 from ..context import attach_context
 from ..errors import CircuitOpenError, DeadlineExceeded
 from ..instrumentation import Hook, emit_to, enabled
-from ..stores.memory import MemoryStore
+from ..stores.base import StateStore
 from ..testing import testing_settings
 from . import _backend
 from .policy import Policy
+from .ports import BudgetConfig, BudgetPort, MemoryBudgetPort, SharedBudgetPort
 
 if TYPE_CHECKING:
     # unasync: sync-only: from collections.abc import Callable, Iterator
@@ -427,11 +428,11 @@ class Retry(Policy):
             while True:
                 if error is not None:
                     delay = state.decide(error)
-                    if delay is None:
+                    if delay is None or (state.owed and not await state.settle(error)):
                         raise error
                 else:
                     delay = state.decide_result(result)
-                    if delay is None:
+                    if delay is None or (state.owed and not await state.settle(None, result)):
                         return result  # type: ignore[no-any-return]
                 # The wait, inlined: one coroutine less per retry.
                 if delay > 0.0:
@@ -543,9 +544,11 @@ class RetryBudget:
         min_per_second: Retries allowed per second whatever the calls, >= 0.
         ttl: The window in seconds (or a `timedelta`), >= 1e-6.
         name: The budget's name; required with `store`.
-        store: Where the state lives: None for state of this instance's own, or a
-            `MemoryStore` in which budgets of the same name share one state (they must
-            have the same parameters).
+        store: Where the state lives: None for state of this instance's own, a
+            `MemoryStore` in which budgets of the same name share one state in this process,
+            or a `RedisStore` that shares it across processes (retries are withdrawn in one
+            step on the server; deposits are sent in batches, so the budget errs low). They
+            must have the same parameters.
 
     Raises:
         ValueError: A parameter is out of range, `store` is given without `name`, or a
@@ -560,7 +563,7 @@ class RetryBudget:
         ```
     """
 
-    __slots__ = ("_cell", "_min_per_second", "_name", "_ratio", "_ttl")
+    __slots__ = ("_cell", "_local", "_min_per_second", "_name", "_ratio", "_shared", "_ttl")
 
     def __init__(
         self,
@@ -569,7 +572,7 @@ class RetryBudget:
         ttl: float | timedelta = 10.0,
         *,
         name: str | None = None,
-        store: MemoryStore | None = None,
+        store: StateStore | None = None,
     ) -> None:
         ratio, min_per_second, ttl = check_budget_config(ratio, min_per_second, ttl)
         name = check_name(name)
@@ -578,18 +581,25 @@ class RetryBudget:
         self._ttl = ttl
         self._name = name
 
-        def create() -> _BudgetCell:
-            return _BudgetCell(RetryBudgetState(ratio, min_per_second, ttl))
+        def create() -> BudgetPort:
+            return MemoryBudgetPort(RetryBudgetState(ratio, min_per_second, ttl))
 
         if store is None:
-            self._cell = create()
-        elif not isinstance(store, MemoryStore):
-            raise TypeError(f"store must be a MemoryStore or None, got {store!r}")
+            port = create()
+        elif not isinstance(store, StateStore):
+            raise TypeError(f"store must be a MemoryStore, a RedisStore or None, got {store!r}")
         elif name is None:
             raise ValueError("name is required with store=: budgets in a store share by name")
         else:
-            settings = Settings(ratio=ratio, min_per_second=min_per_second, ttl=ttl)
-            self._cell = store.shared("retry_budget", name, settings, create)
+            config = BudgetConfig(ratio, min_per_second, ttl)
+            flavour = "async" if _backend.IS_ASYNC else "sync"
+            port = store.shared("retry_budget", name, config, create, flavour=flavour)
+        self._cell = port
+        # A budget in this process withdraws at once; a shared one in an awaited step.
+        self._local = port if isinstance(port, MemoryBudgetPort) else None
+        self._shared: SharedBudgetPort | None = None
+        if self._local is None:
+            self._shared = cast(SharedBudgetPort, port)
 
     @property
     def ratio(self) -> float:
@@ -623,21 +633,23 @@ class RetryBudget:
         Raises:
             RuntimeError: No event loop is running (async flavour).
         """
-        now = _backend.current_time()
-        cell = self._cell
-        with cell.lock:
-            return cell.state.available(now)
+        return self._cell.available(_backend.current_time())
 
     def _deposit(self) -> None:
-        now = _backend.current_time()
-        cell = self._cell
-        with cell.lock:
-            cell.state.deposit(now)
+        self._cell.deposit(_backend.current_time())
 
     def _try_withdraw(self, now: float) -> bool:
-        cell = self._cell
-        with cell.lock:
-            return cell.state.try_withdraw(now)
+        """Withdraw one retry from a budget kept in this process (not a shared one)."""
+        local = self._local
+        assert local is not None, "a shared budget withdraws through `_withdraw`"
+        return local.try_withdraw(now)
+
+    async def _withdraw(self, now: float) -> bool:
+        """Withdraw one retry: at once in this process, or in one step on the server."""
+        shared = self._shared
+        if shared is None:
+            return self._try_withdraw(now)
+        return await shared.withdraw(now)
 
 
 class Attempt:
@@ -697,14 +709,26 @@ class Attempt:
                 _ACTIVE_BUDGETS.reset(token)
         if not isinstance(exc, Exception):
             return False  # a success, or a stop signal that must propagate untouched
-        loop.delay = loop.state().decide(exc)
+        state = loop.state()
+        loop.delay = state.decide(exc)
+        if loop.delay is not None and state.owed:
+            loop.failed = exc  # re-raised by the next step if a shared budget refuses
         return loop.delay is not None
 
 
 class _Attempts:
     """The iterator behind `Retry.attempts()`: one loop over a block, and its state."""
 
-    __slots__ = ("_current", "_state", "deadline", "delay", "own_budgets", "policy", "start")
+    __slots__ = (
+        "_current",
+        "_state",
+        "deadline",
+        "delay",
+        "failed",
+        "own_budgets",
+        "policy",
+        "start",
+    )
 
     def __init__(self, policy: Retry) -> None:
         self.policy = policy
@@ -713,6 +737,7 @@ class _Attempts:
         self.deadline: float | None = None  # the loop's own deadline, from `timeout`
         self.own_budgets: tuple[RetryBudget, ...] | None = None  # set while attempts run
         self.delay: float | None = None  # the wait before the next attempt, if it goes on
+        self.failed: Exception | None = None  # the error of an attempt owing a withdrawal
         self.start: float | None = None  # when the first attempt started
 
     def __aiter__(self) -> _Attempts:
@@ -733,6 +758,9 @@ class _Attempts:
                 raise StopAsyncIteration
             self.delay = None
             state = self.state()
+            failed, self.failed = self.failed, None
+            if failed is not None and not await state.settle(failed):
+                raise failed
             await state.wait(delay)
         self._current = current = Attempt(self, 1 if self._state is None else self._state.attempt)
         return current
@@ -775,6 +803,7 @@ class _RetryState:
         "deadline",
         "limit",
         "no_wait",
+        "owed",
         "policy",
         "previous",
         "start",
@@ -798,6 +827,8 @@ class _RetryState:
         self.start = start
         self.attempt = 1  # the attempt that runs, or that just failed
         self.previous = 0.0  # the backoff's previous delay (decorrelated jitter reads it)
+        # Shared budgets a retry must still be withdrawn from (an awaited step) before its wait.
+        self.owed: tuple[RetryBudget, ...] = ()
         settings = testing_settings()
         self.no_wait = settings.active
         limit = policy._max_attempts
@@ -886,12 +917,16 @@ class _RetryState:
         if now + delay >= deadline:
             self.stop(error, "retry_after" if hinted and delay else "deadline", result)
             return None
+        owed: tuple[RetryBudget, ...] = ()
         for budget in self.budgets:
-            if not budget._try_withdraw(now):
+            if budget._shared is not None:
+                owed += (budget,)
+            elif not budget._try_withdraw(now):
                 with policy._lock:
                     policy._budget_refusals += 1
                 self.stop(error, "budget", result)
                 return None
+        self.owed = owed
         own = policy._hooks
         if own or enabled():
             fields: dict[str, Any] = (
@@ -907,6 +942,23 @@ class _RetryState:
                 **fields,
             )
         return delay
+
+    async def settle(self, error: Exception | None, result: Any = _NO_RESULT) -> bool:
+        """Withdraw from the shared budgets `decide` left owed; False (a stop) if one refuses.
+
+        `error` is the failed attempt's exception, or None (with `result`) for a result that
+        `on_result` rejected.
+        """
+        owed, self.owed = self.owed, ()
+        now = _backend.current_time()
+        for budget in owed:
+            if not await budget._withdraw(now):
+                policy = self.policy
+                with policy._lock:
+                    policy._budget_refusals += 1
+                self.stop(error, "budget", result)
+                return False
+        return True
 
     async def wait(self, delay: float) -> None:
         """Wait `delay` seconds (a zero wait still lets other tasks run), then count on."""
@@ -951,16 +1003,6 @@ class _RetryState:
                 result=result,
                 elapsed=self.elapsed(),
             )
-
-
-class _BudgetCell:
-    """A budget's state and the lock that serialises it (shared through a store)."""
-
-    __slots__ = ("lock", "state")
-
-    def __init__(self, state: RetryBudgetState) -> None:
-        self.state = state
-        self.lock = _backend.Lock()
 
 
 def _enter_budget(

@@ -8,12 +8,14 @@ completed into an error (the overrun is reported as the event `timeout.overrun`)
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import math
 import threading
 import time
+from collections.abc import Callable
 from types import CoroutineType, TracebackType
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from .._core.deadlines import DEADLINE
 from ..errors import DeadlineExceeded
@@ -22,6 +24,9 @@ from ..instrumentation import emit_to
 __all__ = [
     "IS_ASYNC",
     "CoroutineType",
+    "REDIS_CLIENT",
+    "Background",
+    "loop_key",
     "DeadlineScope",
     "Event",
     "Lock",
@@ -32,13 +37,21 @@ __all__ = [
     "current_time",
     "is_cancellation",
     "remaining_until",
+    "require_asyncio",
+    "run_in_thread",
+    "run_to_completion",
     "shielded",
     "sleep",
     "wait_event",
+    "within",
     "yield_now",
 ]
 
 IS_ASYNC: Final = False
+
+T = TypeVar("T")
+REDIS_CLIENT: Final = "redis"
+"""The redis-py module whose client this flavour's RedisStore uses."""
 
 current_time = time.monotonic
 
@@ -74,6 +87,16 @@ def shielded() -> _NoShield:
 
 Lock = threading.Lock
 Event = threading.Event
+
+
+def run_to_completion(fn: Callable[[], T]) -> T:
+    """Run `fn()`: nothing cancels sync code from outside, so it always runs to its end."""
+    return fn()
+
+
+def run_in_thread(fn: Callable[..., T], *args: object) -> T:
+    """Run the blocking `fn(*args)` in this thread: sync code has no event loop to keep free."""
+    return fn(*args)
 
 
 class DeadlineScope:
@@ -233,3 +256,40 @@ def check_deadline() -> None:
     deadline = DEADLINE.get()
     if deadline != math.inf and current_time() >= deadline:
         raise DeadlineExceeded(None)
+
+
+# --- for clients of I/O libraries (redis-py's sync client) -------------------------------
+
+
+def loop_key() -> object:
+    """None: sync clients belong to no event loop."""
+    return None
+
+
+def require_asyncio(what: str, instead: str) -> None:
+    """Nothing to check: sync code has no event loop to be the wrong one."""
+
+
+def within(seconds: float, value: T) -> T:
+    """Return `value`: a sync client's own socket timeouts bound the call that made it."""
+    return value
+
+
+class Background:
+    """Run `fn()` in a daemon thread beside the calls, until it returns.
+
+    `fn` watches its own stop condition (a blocking call cannot be interrupted).
+    """
+
+    __slots__ = ("_thread",)
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        # In a copy of the caller's context, as an asyncio task would be (scoped hooks).
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=context.run, args=(fn,), name="resilient_async-background", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Let the thread see its stop condition on its own; never blocks the caller."""

@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from datetime import timedelta
 from types import TracebackType
-from typing import Final, Literal, ParamSpec, Protocol, TypeVar
+from typing import Final, Literal, ParamSpec, TypeVar
 
 from .._core.breaker import (
     NEEDS_TIME,
     REJECTED,
+    Admission,
     BreakerCore,
     BreakerMetrics,
     BreakerState,
@@ -34,7 +35,6 @@ from .._core.breaker import (
     Transition,
 )
 from .._core.checks import (
-    Settings,
     check_hooks,
     check_int,
     check_name,
@@ -46,14 +46,15 @@ from ..classify import DEFAULT, DefaultType, ErrorClass, OnSpec, compile_on
 from ..context import PreparedFields, attach_context
 from ..errors import CircuitOpenError
 from ..instrumentation import Hook, emit_to
+from ..stores.base import StateStore
 from . import _backend
 from .policy import Policy
+from .ports import BreakerConfig, BreakerPort, MemoryBreakerPort
 
 __all__ = ["BreakerMetrics", "BreakerState", "CircuitBreaker", "StateStore"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
-S = TypeVar("S")
 
 DEFAULT_ON: Final = frozenset({ErrorClass.TRANSIENT, ErrorClass.TIMEOUT, ErrorClass.UNKNOWN})
 """What counts as a failure unless `on=` says otherwise."""
@@ -62,14 +63,7 @@ MIN_PROBE_TIMEOUT: Final = 1.0
 """A probe holds its permit for `max(open_for, MIN_PROBE_TIMEOUT)` seconds at most."""
 
 _WINDOW_TYPES: Final = ("count", "time")
-
-
-class StateStore(Protocol):
-    """Where breakers given a `store=` keep the state they share (see `stores.MemoryStore`)."""
-
-    def shared(self, kind: str, name: str, config: Hashable, factory: Callable[[], S]) -> S:
-        """Return the state of `kind` named `name`, made by `factory` the first time."""
-        ...
+_FLAVOUR: Final = "async" if _backend.IS_ASYNC else "sync"
 
 
 class CircuitBreaker(Policy):
@@ -113,8 +107,9 @@ class CircuitBreaker(Policy):
             breaker re-opens rather than closes when this share of its probes was slow.
         on: What counts as a failure: exception types, an `ErrorClass`, a set of them, or a
             predicate. Default {TRANSIENT, TIMEOUT, UNKNOWN}.
-        store: None for state of its own, or a store (such as `stores.MemoryStore`) that
-            instances given the same store and name share state through.
+        store: None for state of its own, or a store through which instances given the
+            same store and name share one state: `stores.MemoryStore` in this process,
+            `stores.RedisStore` across processes (see "Running many replicas").
         consecutive_failures: Instead of a failure rate, open after this many failures in a
             row (an int >= 1; any success in between starts the count again), as pybreaker's
             and aiobreaker's `fail_max` do. It cannot be combined with `failure_rate`,
@@ -145,6 +140,7 @@ class CircuitBreaker(Policy):
         "_is_failure",
         "_lock",
         "_name",
+        "_shared",
         "_slow_after",
         "_timed",
     )
@@ -193,18 +189,19 @@ class CircuitBreaker(Policy):
         }
         self._slow_after = math.inf if slow_call_duration is None else slow_call_duration
         self._timed = window_type == "time" or slow_call_duration is not None
-        config: Hashable = Settings(
-            window_type=window_type,
-            window=window,
-            failure_rate=failure_rate,
-            min_calls=min_calls,
-            open_for=open_for,
-            half_open_calls=half_open_calls,
-            slow_call_duration=slow_call_duration,
-            slow_call_rate=slow_call_rate,
+        config = BreakerConfig(
+            window_type,
+            window,
+            failure_rate,
+            min_calls,
+            open_for,
+            half_open_calls,
+            slow_call_duration,
+            slow_call_rate,
+            max(open_for, MIN_PROBE_TIMEOUT),
         )
 
-        def new_state() -> tuple[BreakerCore, _backend.Lock]:
+        def new_port() -> BreakerPort:
             sliding: Window = (
                 CountWindow(int(window)) if window_type == "count" else TimeWindow(window)
             )
@@ -215,16 +212,27 @@ class CircuitBreaker(Policy):
                 open_for=open_for,
                 half_open_calls=half_open_calls,
                 slow_call_rate=slow_call_rate,
-                probe_timeout=max(open_for, MIN_PROBE_TIMEOUT),
+                probe_timeout=config.probe_timeout,
             )
-            return core, _backend.Lock()
+            return MemoryBreakerPort(core)
 
         if store is None:
-            self._core, self._lock = new_state()
+            port = new_port()
+        elif not isinstance(store, StateStore):
+            raise TypeError(f"store must be a MemoryStore, a RedisStore or None, got {store!r}")
         elif name is None:
             raise ValueError("name is required with store=: instances share state by name")
         else:
-            self._core, self._lock = store.shared("breaker", name, config, new_state)
+            port = store.shared("breaker", name, config, new_port, flavour=_FLAVOUR)
+        self._shared: BreakerPort | None = None
+        if isinstance(port, MemoryBreakerPort):
+            self._core, self._lock = port.core, port.lock
+        else:
+            # State behind a server: every step is awaited, so another class drives it.
+            from .shared_breaker import SharedCircuitBreaker
+
+            self._shared = port
+            self.__class__ = SharedCircuitBreaker
 
     def __repr__(self) -> str:
         return f"CircuitBreaker({self._name!r}, state={self.state!r})"
@@ -292,8 +300,7 @@ class CircuitBreaker(Policy):
 
     def __enter__(self) -> CircuitBreaker:
         """Admit the block as one call, or raise `CircuitOpenError`."""
-        ticket, start = self._guard_enter()
-        _blocks.set((*_blocks.get(), (self, ticket, start)))
+        self._push_block(*self._guard_enter())
         return self
 
     def __exit__(
@@ -303,15 +310,20 @@ class CircuitBreaker(Policy):
         tb: TracebackType | None,
     ) -> None:
         """Record the block's outcome like that of a call; never suppress its error."""
+        self._guard_exit(self._pop_block(), exc)
+
+    def _push_block(self, ticket: int, start: float) -> None:
+        _blocks.set((*_blocks.get(), (self, ticket, start)))
+
+    def _pop_block(self) -> tuple[int, float]:
+        """Take this breaker's innermost open block off the task's list."""
         blocks = _blocks.get()
         for index in range(len(blocks) - 1, -1, -1):
             if blocks[index][0] is self:
                 _, ticket, start = blocks[index]
                 _blocks.set(blocks[:index] + blocks[index + 1 :])
-                break
-        else:
-            raise RuntimeError(f"{self!r} exited without a matching enter")
-        self._guard_exit((ticket, start), exc)
+                return ticket, start
+        raise RuntimeError(f"{self!r} exited without a matching enter")
 
     # --- the guard protocol, through which a pipeline runs it without a frame of its own ---
 
@@ -400,6 +412,10 @@ class CircuitBreaker(Policy):
         now = _backend.current_time()
         with self._lock:
             admission = self._core.acquire(now)
+        return self._ticket_of(admission)
+
+    def _ticket_of(self, admission: Admission) -> int:
+        """Report the admission's transitions; return its ticket or raise its rejection."""
         if admission.transitions:
             self._report(admission.transitions)
         if admission.ticket != REJECTED:

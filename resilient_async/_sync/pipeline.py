@@ -129,7 +129,7 @@ def _build_stages(policies: Sequence[Policy]) -> tuple[Stage, ...]:
     stages: list[Stage] = []
     guards: list[Guard] = []
     for policy in reversed(policies):
-        if isinstance(policy, Guard):
+        if isinstance(policy, Guard) and policy._guard_folds:
             guards.insert(0, policy)
             continue
         if guards:

@@ -37,7 +37,7 @@ def _unique(prefix: str) -> str:
 def test_no_driver_is_imported_at_import_time() -> None:
     code = (
         "import sys, resilient_async, resilient_async.sync; "
-        "loaded = {'asyncpg', 'psycopg', 'redis', 'aiohttp', 'aiosqlite', 'sqlite3'} & "
+        "loaded = {'asyncpg', 'psycopg', 'psycopg2', 'redis', 'aiohttp', 'aiosqlite'} & "
         "set(sys.modules); print(sorted(loaded))"
     )
     out = subprocess.run(

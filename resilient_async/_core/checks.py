@@ -16,7 +16,6 @@ from typing import Any, Final
 
 __all__ = [
     "MIN_PERIOD",
-    "Settings",
     "check_hooks",
     "check_int",
     "check_name",
@@ -149,18 +148,3 @@ def check_hooks(value: Iterable[Any], name: str = "hooks") -> tuple[Any, ...]:
             raise TypeError(f"{name} must hold callables taking one event, got {hook!r}")
     return hooks
 
-
-class Settings(tuple[tuple[str, object], ...]):
-    """A policy's settings as a hashable value that reads as `name=value, ...`.
-
-    Given to a store as the configuration that instances sharing a name must agree on, so
-    that a mismatch is reported in the user's own terms rather than as an internal tuple.
-    """
-
-    __slots__ = ()
-
-    def __new__(cls, **items: object) -> Settings:
-        return super().__new__(cls, tuple(items.items()))
-
-    def __repr__(self) -> str:
-        return ", ".join(f"{key}={value!r}" for key, value in self)

@@ -147,4 +147,3 @@ def check_hooks(value: Iterable[Any], name: str = "hooks") -> tuple[Any, ...]:
         if not callable(hook):
             raise TypeError(f"{name} must hold callables taking one event, got {hook!r}")
     return hooks
-

@@ -6,7 +6,8 @@ time, and fields of that kind (`event.attempt`, `event.delay`, ...). Hooks are p
 taking one event. Install them for the process with `set_hooks`, or for a block (and the tasks
 it starts) with `hooks(...)`. A hook that raises is logged and never breaks the call.
 
-When no hook is installed, emitting costs one global check and one context-variable read.
+Until a hook is installed (with `set_hooks` or a first `hooks()` block), emitting an event
+costs one check of a module global.
 """
 
 from __future__ import annotations
@@ -99,6 +100,10 @@ Hook = Callable[[Event], object]
 
 _global_hooks: tuple[Hook, ...] = ()
 _scoped_hooks: ContextVar[tuple[Hook, ...]] = ContextVar("resilient_async.hooks", default=())
+# False until a process-wide hook is set or a first `hooks()` block is entered: until then
+# emitting costs this one check. It stays True after a `hooks()` block, because tasks that
+# block started may outlive it and still carry its hooks in their context.
+_maybe_active = False
 
 
 def set_hooks(new_hooks: Iterable[Hook]) -> None:
@@ -107,12 +112,13 @@ def set_hooks(new_hooks: Iterable[Hook]) -> None:
     Raises:
         TypeError: An item is not callable.
     """
-    global _global_hooks
+    global _global_hooks, _maybe_active
     checked = tuple(new_hooks)
     for hook in checked:
         if not callable(hook):
             raise TypeError(f"hooks must be callables taking one event, got {hook!r}")
     _global_hooks = checked
+    _maybe_active = _maybe_active or bool(checked)
 
 
 def get_hooks() -> tuple[Hook, ...]:
@@ -127,9 +133,11 @@ def hooks(*extra: Hook) -> Iterator[None]:
     Raises:
         TypeError: An argument is not callable.
     """
+    global _maybe_active
     for hook in extra:
         if not callable(hook):
             raise TypeError(f"hooks must be callables taking one event, got {hook!r}")
+    _maybe_active = _maybe_active or bool(extra)
     token = _scoped_hooks.set(_scoped_hooks.get() + extra)
     try:
         yield
@@ -139,6 +147,8 @@ def hooks(*extra: Hook) -> Iterator[None]:
 
 def emit(kind: str, policy: str | None, /, **fields: Any) -> None:
     """Send an event to every active hook; a failing hook is logged, never raised."""
+    if not _maybe_active:
+        return
     active = _global_hooks + _scoped_hooks.get() if _global_hooks else _scoped_hooks.get()
     if not active:
         return
@@ -159,7 +169,8 @@ def emit_to(own: tuple[Hook, ...], kind: str, policy: str | None, /, **fields: A
     of the policy that holds them.
     """
     if not own:
-        emit(kind, policy, **fields)
+        if _maybe_active:
+            emit(kind, policy, **fields)
         return
     active = _global_hooks + _scoped_hooks.get() + own
     from ..context import current_context
@@ -174,7 +185,7 @@ def emit_to(own: tuple[Hook, ...], kind: str, policy: str | None, /, **fields: A
 
 def enabled() -> bool:
     """Tell whether any hook would receive an event here (to skip building costly fields)."""
-    return bool(_global_hooks or _scoped_hooks.get())
+    return _maybe_active and bool(_global_hooks or _scoped_hooks.get())
 
 
 class LoggingHook:

@@ -143,7 +143,7 @@ def test_an_event_loop_run_inside_a_sync_deadline_enforces_it(backend: str) -> N
         except ra.DeadlineExceeded:
             hit.append("inner")
 
-    with pytest.raises(ra.DeadlineExceeded), ra_sync.deadline(0.2):
+    with ra_sync.deadline(0.2):  # sync: a late block keeps its result, reported as overrun
         anyio.run(main, backend=backend)
     assert hit == ["inner"]
 

@@ -36,6 +36,7 @@ __all__ = [
     "DeadlineScope",
     "Event",
     "Lock",
+    "check_awaited",
     "check_guarded_callable",
     "checkpoint",
     "clock_offset",
@@ -62,6 +63,11 @@ _get_running_loop = _events._get_running_loop
 _CancelledError = asyncio.CancelledError
 _asyncio_sleep = asyncio.sleep
 
+
+# Code flags of functions whose body runs only when awaited or iterated asynchronously.
+_ASYNC_CODE: Final = (
+    inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE | inspect.CO_ASYNC_GENERATOR
+)
 
 _trio_module: Any = None
 
@@ -509,6 +515,49 @@ async def yield_now() -> None:
         await _asyncio_sleep(0)
     else:
         await _trio().lowlevel.checkpoint()
+
+
+def check_awaited(exc: BaseException, fn: object, policy: str) -> None:
+    """Turn the failure of a sync callable given to an async policy into a clear `TypeError`.
+
+    Called on a policy's error path with the error of `await fn(...)`, caught in the frame
+    that made that call. Two signs that `fn` is a sync callable, both read from the
+    traceback (the success path pays nothing):
+
+    - the interpreter's "can't be used in 'await' expression", raised by the `await` in the
+      policy's own frame: `fn` returned something that cannot be awaited;
+    - the frame right after the policy's is `fn`'s own code, and that code is not a
+      coroutine's: `fn` is a plain function that raised when called. (A coroutine
+      function's body only ever runs inside its coroutine; a lambda that merely builds an
+      awaitable is left alone.)
+
+    Raises:
+        TypeError: `fn` is a sync callable.
+    """
+    tb = exc.__traceback__
+    if tb is None:
+        return
+    following = tb.tb_next
+    name = getattr(fn, "__qualname__", None) or repr(fn)
+    if following is None:
+        if type(exc) is TypeError and "'await' expression" in str(exc):
+            raise TypeError(
+                f"{policy}.call needs an async callable, but {name} returned a value that "
+                f"cannot be awaited: it is a sync callable; use resilient_async.sync.{policy} "
+                "for sync code"
+            ) from None
+        return
+    code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+    if (
+        code is not None
+        and following.tb_frame.f_code is code
+        and not code.co_flags & _ASYNC_CODE
+        and code.co_name != "<lambda>"
+    ):
+        raise TypeError(
+            f"{policy}.call needs an async callable, but {name} is a sync function (it raised "
+            f"{type(exc).__name__} when called); use resilient_async.sync.{policy} for sync code"
+        ) from exc
 
 
 # --- for clients of asyncio-only libraries (redis-py's asyncio client) -------------------

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, ParamSpec, TypeVar
 
 from .._core.breaker import BreakerMetrics, BreakerState
 from ..context import attach_context
-from ..instrumentation import emit
+from ..instrumentation import emit_to
 from . import _backend
 from .breaker import CircuitBreaker, _now
 from .policy import MUST_WAIT
@@ -140,7 +140,7 @@ class SharedCircuitBreaker(CircuitBreaker):
         slow = duration >= self._slow_after
         transitions = await self._port.record(ticket, end, failed, slow)
         if slow:
-            emit("breaker.slow_call", self.name, duration=duration, failed=failed)
+            emit_to(self._hooks, "breaker.slow_call", self._name, duration=duration, failed=failed)
         if transitions:
             self._report(transitions)
         if error is not None:

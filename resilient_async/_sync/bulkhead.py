@@ -13,15 +13,16 @@ whose `max_wait` passed is taken out of the queue before it is rejected, so it n
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
+from datetime import timedelta
 from types import TracebackType
 from typing import NoReturn, ParamSpec, TypeVar
 
 from .._core.bulkhead import BulkheadLedger, BulkheadMetrics
-from .._core.checks import check_int, check_seconds
+from .._core.checks import check_hooks, check_int, check_name, check_seconds
 from ..context import PreparedFields, attach_context
 from ..errors import BulkheadFullError
-from ..instrumentation import emit
+from ..instrumentation import Hook, emit_to
 from . import _backend
 from .keyed import Keyed
 from .policy import MUST_WAIT, Policy
@@ -47,12 +48,16 @@ class Bulkhead(Policy):
     Args:
         max_concurrent: How many calls may run at once, an int >= 1.
         max_queue: How many callers may wait for a slot, an int >= 0 (0: never wait).
-        max_wait: The longest a caller waits in the queue, in seconds >= 0, or None for no
-            limit but the effective deadline.
+        max_wait: The longest a caller waits in the queue, in seconds >= 0 (or a
+            `timedelta`), or None for no limit but the effective deadline. Only with a
+            queue (`max_queue` >= 1).
         name: A name for events, errors and error context.
+        hooks: Hooks (callables taking one event) for this bulkhead's events only.
+
+    The configuration is read-only (`max_concurrent`, `max_queue`, `max_wait`, `name`).
 
     Raises:
-        ValueError: An argument is out of range.
+        ValueError: An argument is out of range, or `max_wait` is given without a queue.
         TypeError: An argument has the wrong type.
 
     Example:
@@ -63,13 +68,14 @@ class Bulkhead(Policy):
     __slots__ = (
         "__weakref__",  # a per-key registry finds a bulkhead still in use through one
         "_context",
+        "_hooks",
         "_ledger",
         "_lock",
+        "_max_concurrent",
+        "_max_queue",
+        "_max_wait",
+        "_name",
         "_wait_limit",
-        "max_concurrent",
-        "max_queue",
-        "max_wait",
-        "name",
     )
 
     def __init__(
@@ -77,16 +83,23 @@ class Bulkhead(Policy):
         max_concurrent: int,
         *,
         max_queue: int = 0,
-        max_wait: float | None = None,
+        max_wait: float | timedelta | None = None,
         name: str | None = None,
+        hooks: Iterable[Hook] = (),
     ) -> None:
-        self.max_concurrent = check_int(max_concurrent, "max_concurrent", 1)
-        self.max_queue = check_int(max_queue, "max_queue", 0)
-        self.max_wait = None if max_wait is None else check_seconds(max_wait, "max_wait")
-        self.name = name
-        self._wait_limit = math.inf if self.max_wait is None else self.max_wait
+        self._max_concurrent = check_int(max_concurrent, "max_concurrent", 1)
+        self._max_queue = check_int(max_queue, "max_queue", 0)
+        self._max_wait = None if max_wait is None else check_seconds(max_wait, "max_wait")
+        if self._max_wait is not None and self._max_queue == 0:
+            raise ValueError(
+                f"max_wait={self._max_wait:g} has no effect with max_queue=0 (no caller ever "
+                "waits): give max_queue >= 1, or leave max_wait None"
+            )
+        self._name = name = check_name(name)
+        self._hooks: tuple[Hook, ...] = check_hooks(hooks)
+        self._wait_limit = math.inf if self._max_wait is None else self._max_wait
         self._ledger: BulkheadLedger[_backend.Event] = BulkheadLedger(
-            self.max_concurrent, self.max_queue
+            self._max_concurrent, self._max_queue
         )
         self._lock = _backend.Lock()
         # Merged into the error context of errors raised here or passing through.
@@ -97,6 +110,31 @@ class Bulkhead(Policy):
             f"Bulkhead({self.max_concurrent!r}, max_queue={self.max_queue!r}, "
             f"max_wait={self.max_wait!r}, name={self.name!r})"
         )
+
+    @property
+    def max_concurrent(self) -> int:
+        """How many calls may run at once."""
+        return self._max_concurrent
+
+    @property
+    def max_queue(self) -> int:
+        """How many callers may wait for a slot."""
+        return self._max_queue
+
+    @property
+    def max_wait(self) -> float | None:
+        """The longest a caller waits in the queue, in seconds, or None."""
+        return self._max_wait
+
+    @property
+    def name(self) -> str | None:
+        """The bulkhead's name, or None."""
+        return self._name
+
+    @property
+    def hooks(self) -> tuple[Hook, ...]:
+        """The hooks that receive this bulkhead's events only."""
+        return self._hooks
 
     @property
     def in_use(self) -> int:
@@ -123,6 +161,7 @@ class Bulkhead(Policy):
             BulkheadFullError: No slot and no queue room, or `max_wait` passed while queued
                 (a fresh instance each time).
         """
+        _backend.check_deadline()
         ledger = self._ledger
         # Async state changes never span an await, so the async twin needs no lock here (a
         # no-op lock would cost a third of the guard); the sync twin takes the thread lock.
@@ -139,6 +178,9 @@ class Bulkhead(Policy):
         except BaseException:
             self._free(ledger.cancel)
             raise
+        if type(result) is _backend.CoroutineType:
+            self._free(ledger.cancel)
+            _backend.check_result(result, fn, "Bulkhead")
         with self._lock:
             waiter = ledger.complete()
         if waiter is not None:
@@ -161,6 +203,7 @@ class Bulkhead(Policy):
     # --- the guard protocol, through which a pipeline runs it without a frame of its own ---
 
     def _guard_enter(self) -> object:
+        _backend.check_deadline()
         ledger = self._ledger
         with self._lock:
             admitted = ledger.try_admit()
@@ -254,9 +297,10 @@ class Bulkhead(Policy):
         ledger = self._ledger
         error = BulkheadFullError(self.name, reason)
         attach_context(error, self._context)
-        emit(
+        emit_to(
+            self._hooks,
             "bulkhead.rejected",
-            self.name,
+            self._name,
             reason=reason,
             in_use=ledger.running,
             queued=len(ledger.waiters),

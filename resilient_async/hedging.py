@@ -117,16 +117,25 @@ class Hedge(Policy):
         """
         if self._budget is not None:
             self._budget._deposit()
-        run: _HedgedCall[T] = _HedgedCall(self, lambda: fn(*args, **kwargs))
+        run: _HedgedCall[T] = _HedgedCall(self, fn, args, kwargs)
         return await run.run()
 
 
 class _HedgedCall(Generic[T]):
     """The state of one hedged call: shared by its attempts, never by two calls."""
 
-    def __init__(self, hedge: Hedge, start: Callable[[], Awaitable[T]]) -> None:
+    def __init__(
+        self,
+        hedge: Hedge,
+        fn: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
         self._hedge = hedge
-        self._start = start
+        # The user's callable itself, not a closure over it: a misuse error names it.
+        self._fn = fn
+        self._args = args
+        self._kwargs = kwargs
         self._result: Any = None
         self._succeeded = False
         self._final_error: Exception | None = None
@@ -168,10 +177,10 @@ class _HedgedCall(Generic[T]):
 
     async def _attempt(self, number: int) -> None:
         try:
-            result = await self._start()
+            result = await self._fn(*self._args, **self._kwargs)
         except Exception as exc:
             try:
-                _backend.check_awaited(exc, self._start, "Hedge")
+                _backend.check_awaited(exc, self._fn, "Hedge")
             except TypeError as misuse:  # a sync callable: final, and said clearly
                 self._final_error = misuse
                 self._cancel()

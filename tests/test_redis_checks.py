@@ -218,7 +218,9 @@ async def test_consecutive_failures_count_across_processes(prefix: str) -> None:
         # Another count in another process is another breaker: refused at its first call.
         async with open_stores(prefix, 1) as (third_store,):
             other = ra.CircuitBreaker("db", store=third_store, consecutive_failures=4)
-            with pytest.raises(ValueError, match="other settings"):
+            with pytest.raises(
+                ValueError, match=r"breaker 'db'.*other settings.*window=3.*window=4"
+            ):
                 await other.call(ok)
 
 

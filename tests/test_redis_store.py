@@ -523,7 +523,7 @@ async def test_the_breaker_script_follows_the_pure_core(prefix: str, seed: int) 
         local = MemoryBreakerPort(BreakerCore(CountWindow(6), failure_rate=0.5, min_calls=3,
                                               open_for=0.0, half_open_calls=2, slow_call_rate=1.0,
                                               probe_timeout=1000.0))  # fmt: skip
-        port = RedisBreakerPort(store, f"{prefix}:{{breaker:model}}", config, local)
+        port = RedisBreakerPort(store, "model", f"{prefix}:{{breaker:model}}", config, local)
         rng = random.Random(seed)
         held: list[int] = []
         for _ in range(80):

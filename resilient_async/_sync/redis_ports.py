@@ -78,15 +78,21 @@ class _View(NamedTuple):
 class RedisBreakerPort:
     """A breaker's state on the server; see the module docstring."""
 
-    __slots__ = ("_args", "_keys", "_pending", "_store", "_view", "local")
+    __slots__ = ("_args", "_keys", "_name", "_pending", "_store", "_view", "local")
 
     def __init__(
-        self, store: RedisStore, base: str, config: BreakerConfig, local: MemoryBreakerPort
+        self,
+        store: RedisStore,
+        name: str,
+        base: str,
+        config: BreakerConfig,
+        local: MemoryBreakerPort,
     ) -> None:
         self._store = store
+        self._name = name
         self.local = local
         self._keys = [f"{base}:state", f"{base}:window", f"{base}:probes"]
-        fingerprint = ",".join(map(repr, config))
+        fingerprint = _describe(config)
         # Abandoned state expires: an hour, or longer for breakers with long periods.
         ttl = max(_HOUR, 4.0 * config.open_for, 4.0 * config.probe_timeout)
         if config.window_type == "time":
@@ -232,11 +238,7 @@ class RedisBreakerPort:
         if _text(reply[0]) == "config":
             if op != "acquire":
                 return None  # an outcome never raises in place of the call's own result
-            raise ValueError(
-                f"the breaker {self._keys[0]!r} on the server has other settings "
-                f"({_text(reply[1])}) than this one ({self._args[0]}): every replica "
-                "must configure a shared breaker the same way"
-            )
+            raise _mismatch("breaker", self._name, _text(reply[1]), self._args[0])
         if self._pending == pending:
             self._pending = None
         return self._remember(reply, now)
@@ -433,7 +435,7 @@ class RedisBudgetPort:
         return bool(int(reply[0]))
 
 
-def _describe(config: LimiterConfig | BudgetConfig) -> str:
+def _describe(config: BreakerConfig | LimiterConfig | BudgetConfig) -> str:
     """The settings as the server keeps them, readable in an error message."""
     return ", ".join(f"{field}={value!r}" for field, value in config._asdict().items())
 

@@ -220,7 +220,7 @@ class RedisStore:
         base = f"{self.prefix}:{{{kind}:{name}}}"
         if kind == "breaker" and isinstance(local, MemoryBreakerPort):
             assert isinstance(config, BreakerConfig)
-            return RedisBreakerPort(self, base, config, local)
+            return RedisBreakerPort(self, name, base, config, local)
         if kind == "limiter" and isinstance(local, MemoryLimiterPort):
             assert isinstance(config, LimiterConfig)
             return RedisLimiterPort(self, name, base, config, local)

@@ -289,3 +289,42 @@ def test_sync_limiters_and_budgets_with_other_settings_are_refused(prefix: str) 
         misconfigured = ra_sync.Retry(attempts=2, backoff=ra.backoff.constant(0.0), budget=longer)
         with pytest.raises(ValueError, match=r"retry budget 'api'.*other settings.*ttl"):
             misconfigured.call(sync_down)
+
+
+# --- the shared limiter keeps the same checks -------------------------------------------
+
+
+@asyncio_only
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_a_shared_limiter_refuses_a_sync_callable_naming_the_twin(prefix: str) -> None:
+    async with open_stores(prefix, 1) as (store,):
+        limiter = ra.RateLimiter(100, name="api", store=store)
+        with pytest.raises(TypeError, match=r"RateLimiter\.call needs an async callable.*sync_ok"
+                           r".*resilient_async\.sync\.RateLimiter"):  # fmt: skip
+            await limiter.call(sync_ok)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"sync_down is a sync function"):
+            await limiter.call(sync_down)  # type: ignore[arg-type]
+
+
+@pytest.mark.redis
+def test_a_sync_shared_limiter_refuses_an_async_callable_and_late_starts(
+    prefix: str, clock: FakeClock
+) -> None:
+    with open_sync_stores(prefix, 1) as (store,):
+        limiter = ra_sync.RateLimiter(100, name="api", store=store)
+        with warnings.catch_warnings(record=True) as warned, pytest.raises(
+            TypeError, match=r"RateLimiter\.call needs a sync callable.*resilient_async\.RateLimiter"
+        ):  # fmt: skip
+            warnings.simplefilter("always")
+            limiter.call(ok)  # type: ignore[arg-type]
+        gc.collect()
+        assert not [w for w in warned if "never awaited" in str(w.message)]
+        with ra_sync.deadline(1.0):
+            clock.now += 2.0
+            with pytest.raises(ra_sync.DeadlineExceeded):
+                limiter.call(sync_ok)
+            with pytest.raises(ra_sync.DeadlineExceeded):
+                limiter.acquire()
+            with pytest.raises(ra_sync.DeadlineExceeded), limiter:
+                pass

@@ -49,12 +49,16 @@ class SharedRateLimiter(RateLimiter):
         Raises:
             RateLimitedError: No token within `max_wait` or before the effective deadline.
         """
+        # unasync: sync-only: _backend.check_deadline()
         await self._take(1)
         try:
-            return await fn(*args, **kwargs)
+            result = await fn(*args, **kwargs)
         except Exception as exc:
+            _backend.check_awaited(exc, fn, "RateLimiter")  # unasync: remove
             attach_context(exc, self._context)
             raise
+        # unasync: sync-only: _backend.check_result(result, fn, "RateLimiter")
+        return result
 
     async def acquire(self, tokens: float = 1) -> None:
         """Take `tokens` from the shared bucket, waiting for them if `max_wait` allows.
@@ -65,6 +69,9 @@ class SharedRateLimiter(RateLimiter):
             ValueError: `tokens` is not > 0, or exceeds `burst`.
             TypeError: `tokens` is not a number.
         """
+        if type(tokens) is not int or tokens != 1:
+            self._check_tokens(tokens)  # bad input first, then the deadline
+        # unasync: sync-only: _backend.check_deadline()
         await self._take(tokens)
 
     def try_acquire(self, tokens: float = 1) -> bool:
@@ -79,6 +86,7 @@ class SharedRateLimiter(RateLimiter):
         )
 
     def _guard_enter(self) -> object:
+        # unasync: sync-only: _backend.check_deadline()
         return MUST_WAIT  # every take is a step of the store
 
     async def _guard_wait(self) -> None:

@@ -51,12 +51,15 @@ class SharedRateLimiter(RateLimiter):
         Raises:
             RateLimitedError: No token within `max_wait` or before the effective deadline.
         """
+        _backend.check_deadline()
         self._take(1)
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
         except Exception as exc:
             attach_context(exc, self._context)
             raise
+        _backend.check_result(result, fn, "RateLimiter")
+        return result
 
     def acquire(self, tokens: float = 1) -> None:
         """Take `tokens` from the shared bucket, waiting for them if `max_wait` allows.
@@ -67,6 +70,9 @@ class SharedRateLimiter(RateLimiter):
             ValueError: `tokens` is not > 0, or exceeds `burst`.
             TypeError: `tokens` is not a number.
         """
+        if type(tokens) is not int or tokens != 1:
+            self._check_tokens(tokens)  # bad input first, then the deadline
+        _backend.check_deadline()
         self._take(tokens)
 
     def try_acquire(self, tokens: float = 1) -> bool:
@@ -81,6 +87,7 @@ class SharedRateLimiter(RateLimiter):
         )
 
     def _guard_enter(self) -> object:
+        _backend.check_deadline()
         return MUST_WAIT  # every take is a step of the store
 
     def _guard_wait(self) -> None:

@@ -314,7 +314,8 @@ def test_a_sync_shared_limiter_refuses_an_async_callable_and_late_starts(
     with open_sync_stores(prefix, 1) as (store,):
         limiter = ra_sync.RateLimiter(100, name="api", store=store)
         with warnings.catch_warnings(record=True) as warned, pytest.raises(
-            TypeError, match=r"RateLimiter\.call needs a sync callable.*resilient_async\.RateLimiter"
+            TypeError,
+            match=r"RateLimiter\.call needs a sync callable.*resilient_async\.RateLimiter\b",
         ):  # fmt: skip
             warnings.simplefilter("always")
             limiter.call(ok)  # type: ignore[arg-type]

@@ -7,8 +7,10 @@ test_redis_processes.py.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
+import time
 import warnings
 from collections.abc import AsyncIterator, Iterator
 
@@ -329,3 +331,31 @@ def test_a_sync_shared_limiter_refuses_an_async_callable_and_late_starts(
                 limiter.acquire()
             with pytest.raises(ra_sync.DeadlineExceeded), limiter:
                 pass
+
+
+@asyncio_only
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_a_misused_probe_gives_its_permit_back(prefix: str) -> None:
+    async with open_stores(prefix, 1) as (store,):
+        breaker = ra.CircuitBreaker("svc", store=store, min_calls=1, window=1, open_for=0.2)
+        with pytest.raises(ConnectionError):
+            await breaker.call(down)
+        await asyncio.sleep(0.3)  # the server's clock: half-open, one probe permit
+        with pytest.raises(TypeError, match="sync callable"):
+            await breaker.call(sync_ok)  # type: ignore[arg-type]
+        assert await breaker.call(ok) == "ok"  # the permit came back: this probe closes it
+        assert breaker.state is BreakerState.CLOSED
+
+
+@pytest.mark.redis
+def test_a_sync_misused_probe_gives_its_permit_back(prefix: str) -> None:
+    with open_sync_stores(prefix, 1) as (store,):
+        breaker = ra_sync.CircuitBreaker("svc", store=store, min_calls=1, window=1, open_for=0.2)
+        with pytest.raises(ConnectionError):
+            breaker.call(sync_down)
+        time.sleep(0.3)
+        with pytest.raises(TypeError, match="async callable"):
+            breaker.call(ok)  # type: ignore[arg-type]
+        assert breaker.call(sync_ok) == "ok"
+        assert breaker.state is BreakerState.CLOSED

@@ -76,12 +76,17 @@ def sync_down() -> None:
 @asyncio_only
 @pytest.mark.redis
 @pytest.mark.anyio
-async def test_a_shared_breaker_is_a_plain_circuit_breaker(prefix: str) -> None:
+async def test_shared_policies_are_the_plain_classes(prefix: str) -> None:
     # Regression: the class of the instance was swapped for a private subclass.
     async with open_stores(prefix, 1) as (store,):
         breaker = ra.CircuitBreaker("svc", store=store)
         assert type(breaker) is ra.CircuitBreaker
         assert await breaker.call(ok) == "ok"
+        limiter = ra.RateLimiter(10, name="api", store=store)
+        assert type(limiter) is ra.RateLimiter
+        assert await limiter.call(ok) == "ok"
+        with pytest.raises(TypeError, match="cannot take tokens from a RateLimiter with a shared"):
+            limiter.try_acquire()
     with open_sync_stores(prefix, 1) as (sync_store,):
         sync_breaker = ra_sync.CircuitBreaker("svc", store=sync_store)
         assert type(sync_breaker) is ra_sync.CircuitBreaker

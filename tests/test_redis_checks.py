@@ -18,6 +18,7 @@ import pytest
 
 import resilient_async as ra
 import resilient_async.sync as ra_sync
+from resilient_async.context import context_of
 from resilient_async.instrumentation import hooks
 from resilient_async.stores import RedisStore
 
@@ -364,3 +365,31 @@ def test_a_sync_misused_probe_gives_its_permit_back(prefix: str) -> None:
             breaker.call(ok)  # type: ignore[arg-type]
         assert breaker.call(sync_ok) == "ok"
         assert breaker.state is BreakerState.CLOSED
+
+
+@asyncio_only
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_a_failing_call_makes_no_blocking_read(
+    prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression: the error context of every failed call was read from the server with a
+    # blocking round trip, stalling the event loop.
+    reads = 0
+    real_read = RedisStore.read
+
+    def counted(self: RedisStore, *args: object) -> object:
+        nonlocal reads
+        reads += 1
+        return real_read(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(RedisStore, "read", counted)
+    async with open_stores(prefix, 1) as (store,):
+        breaker = ra.CircuitBreaker("svc", store=store, min_calls=2, window=2, open_for=60)
+        with pytest.raises(ConnectionError) as first:
+            await breaker.call(down)
+        with pytest.raises(ConnectionError) as second:
+            await breaker.call(down)  # opens it
+        assert reads == 0
+        assert context_of(first.value)["breaker_state"] == "closed"
+        assert context_of(second.value)["breaker_state"] == "open"

@@ -168,6 +168,12 @@ class RedisBreakerPort:
         self._read(now)
         return self._seen(now)
 
+    def seen(self, now: float) -> BreakerState:
+        """See `BreakerPort.seen`: the last state a step told, advanced by the time since."""
+        if self._store.degraded:
+            return self.local.peek(now)
+        return self._seen(now)
+
     def _read(self, now: float) -> None:
         """Refresh the view with one read-only step, changing nothing on the server."""
         if self._pending is not None:

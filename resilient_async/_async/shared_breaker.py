@@ -127,7 +127,8 @@ class SharedBreaker:
         if transitions:
             breaker._report(transitions)
         if error is not None:
-            attach_context(error, breaker._context_fields[self._port.peek(end)])
+            # The state the step just told: a failing call never waits on another read.
+            attach_context(error, breaker._context_fields[self._port.seen(end)])
 
     # unasync: begin-remove
     async def _misused(self, ticket: int, exc: Exception, fn: object) -> None:

@@ -126,7 +126,8 @@ class SharedBreaker:
         if transitions:
             breaker._report(transitions)
         if error is not None:
-            attach_context(error, breaker._context_fields[self._port.peek(end)])
+            # The state the step just told: a failing call never waits on another read.
+            attach_context(error, breaker._context_fields[self._port.seen(end)])
 
     def _check_result(self, ticket: int, result: object, fn: object) -> None:
         """Refuse an async callable's coroutine: it counts as nothing."""

@@ -139,6 +139,7 @@ class _HedgedCall(Generic[T]):
         self._result: Any = None
         self._succeeded = False
         self._final_error: Exception | None = None
+        self._misconfigured: ValueError | None = None  # a shared budget's other settings
         self._last_error: Exception | None = None
         self._last_failed = 0
         self._early_starts = 0  # matched failures not yet answered by a new attempt
@@ -162,6 +163,8 @@ class _HedgedCall(Generic[T]):
                     self._wake = anyio.Event()
                 if self._early_starts:
                     self._early_starts -= 1
+        if self._misconfigured is not None:
+            raise self._misconfigured
         if self._succeeded:
             return self._result  # type: ignore[no-any-return]
         error = self._final_error or self._last_error
@@ -173,7 +176,14 @@ class _HedgedCall(Generic[T]):
         if NO_RETRY.get() or _backend.remaining_until(DEADLINE.get()) <= 0:
             return False
         budget = self._hedge._budget
-        return budget is None or await budget._withdraw(_backend.current_time())
+        if budget is None:
+            return True
+        try:
+            return await budget._withdraw(_backend.current_time())
+        except ValueError as error:  # the shared budget on the server has other settings
+            self._misconfigured = error  # raised as itself, not inside the task group's group
+            self._cancel()
+            return False
 
     async def _attempt(self, number: int) -> None:
         try:

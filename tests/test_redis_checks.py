@@ -393,3 +393,22 @@ async def test_a_failing_call_makes_no_blocking_read(
         assert reads == 0
         assert context_of(first.value)["breaker_state"] == "closed"
         assert context_of(second.value)["breaker_state"] == "open"
+
+
+@asyncio_only
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_a_hedge_on_a_budget_with_other_settings_raises_the_value_error(
+    prefix: str,
+) -> None:
+    # Regression: the budget's refusal surfaced wrapped in the hedge's ExceptionGroup.
+    async def slow() -> str:
+        await asyncio.sleep(0.05)
+        return "done"
+
+    async with open_stores(prefix, 2) as (first_store, second_store):
+        first = ra.RetryBudget(0.0, 1.0, 10.0, name="hedges", store=first_store)
+        other = ra.RetryBudget(0.5, 1.0, 10.0, name="hedges", store=second_store)
+        assert await ra.Hedge(0.01, max_attempts=2, budget=first).call(slow) == "done"
+        with pytest.raises(ValueError, match=r"retry budget 'hedges'.*other settings"):
+            await ra.Hedge(0.01, max_attempts=2, budget=other).call(slow)

@@ -10,8 +10,8 @@ Run it with `python -m benchmarks.adaptive [--backend asyncio|trio] [--plot DIR]
   CoDel, latency of the calls admitted (from entering the bulkhead to finishing) and how
   many were shed.
 
-`--plot DIR` writes `adaptive-limit.png` (both limit curves, first second) into DIR. The test suite runs
-the same scenarios (tests/test_adaptive.py), shorter.
+`--plot DIR` writes `adaptive-limit.png` (both limit curves, first second) into DIR. The
+test suite runs the same scenarios (tests/test_adaptive.py), shorter.
 """
 
 from __future__ import annotations

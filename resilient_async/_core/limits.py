@@ -94,7 +94,8 @@ class WindowedMin:
     """The smallest value seen over roughly the last `window` seconds, in O(1) space.
 
     Two buckets of `window / 2` seconds each: the minimum is over the current bucket and the
-    one before it, so a value is remembered for between `window / 2` and `window` seconds.
+    one before it, so a value is remembered for at least `window / 2` seconds and never more
+    than `window`.
     That is enough here: the no-load latency only has to be seen once in a while.
 
     Args:
@@ -124,10 +125,15 @@ class WindowedMin:
         elapsed = now - self._start
         if elapsed < self._span:
             return
-        # One bucket later the current one becomes the previous; two or more, both are stale.
-        self._previous = self._current if elapsed < 2 * self._span else math.inf
+        if elapsed < 2 * self._span:
+            # The next bucket: the current one becomes the previous, and the buckets stay
+            # aligned, so nothing older than `window` is remembered.
+            self._previous = self._current
+            self._start += self._span
+        else:
+            self._previous = math.inf
+            self._start = now
         self._current = math.inf
-        self._start = now
 
 
 class GradientLimit:

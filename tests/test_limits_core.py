@@ -189,4 +189,5 @@ def test_aimd_settles_under_a_dependency_that_refuses_beyond_its_capacity() -> N
         inflight = aimd.limit
         aimd.update(0.0, 0.01, inflight, dropped=inflight > 10)
         history.append(aimd.limit)
-    assert 8 <= min(history[-500:]) and max(history[-500:]) <= 11
+    assert min(history[-500:]) >= 8
+    assert max(history[-500:]) <= 11

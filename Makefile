@@ -1,13 +1,29 @@
 # Everything a fresh machine needs: each target creates .venv and installs what it uses.
-PYTHON ?= python3.11
+# Python 3.11 or newer: the newest python3.1x on PATH, else python3 when it is new enough.
+# Override with `make PYTHON=/path/to/python`.
+ifeq ($(origin PYTHON),undefined)
+# Each candidate must run (a version manager's shim may exist for a version not installed).
+PYTHON := $(shell for p in python3.19 python3.18 python3.17 python3.16 python3.15 python3.14 \
+	  python3.13 python3.12 python3.11 python3; do \
+	  $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 \
+	  && { echo $$p; break; }; done)
+endif
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP_BASE := $(VENV)/.installed-base
 STAMP_DEV := $(VENV)/.installed-dev
 
-.PHONY: demo test lint typecheck sync-check sync tests bench soak docs clean
+.PHONY: python demo test lint typecheck sync-check sync tests bench soak docs clean
 
 $(BIN)/python:
+	@if [ -z "$(PYTHON)" ]; then \
+	  echo "error: Python 3.11 or newer is needed, and none was found on PATH" \
+	    "(looked for python3.19 ... python3.11, then python3)." >&2; \
+	  echo "Install one, or name it: make $(MAKECMDGOALS) PYTHON=/path/to/python3" >&2; exit 1; fi
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "error: PYTHON=$(PYTHON) is not Python 3.11 or newer" \
+	    "($$($(PYTHON) -V 2>&1))." >&2; exit 1; }
+	@echo "Creating $(VENV) with $(PYTHON) ($$($(PYTHON) --version 2>&1))"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
@@ -18,6 +34,10 @@ $(STAMP_BASE): pyproject.toml | $(BIN)/python
 $(STAMP_DEV): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@ $(STAMP_BASE)
+
+# Which Python the venv would be built with.
+python:
+	@echo "$(or $(PYTHON),no Python 3.11+ found)"
 
 demo: $(STAMP_BASE)
 	$(BIN)/python -m resilient_async demo

@@ -22,15 +22,20 @@ from ._async.pipeline import pipeline as pipeline
 from ._async.policy import Policy as Policy
 from ._async.ratelimit import KeyedRateLimiter as KeyedRateLimiter
 from ._async.ratelimit import RateLimiter as RateLimiter
+from ._async.recovery import recover as recover
 from ._async.retry import Attempt as Attempt
 from ._async.retry import Retry as Retry
 from ._async.retry import RetryBudget as RetryBudget
+from ._async.retry import RetryMetrics as RetryMetrics
 from ._async.retry import retry as retry
 from ._async.timeout import Timeout as Timeout
 from ._async.timeout import current_deadline as current_deadline
 from ._async.timeout import deadline as deadline
 from ._async.timeout import deadline_at as deadline_at
 from ._async.timeout import remaining as remaining
+from ._async.transaction import Transaction as Transaction
+from ._journal import SQLiteJournal as SQLiteJournal
+from ._journal import compensation as compensation
 from .classify import Classifier as Classifier
 from .classify import ErrorClass as ErrorClass
 from .classify import classify as classify
@@ -48,7 +53,13 @@ from .errors import DeadlineExceeded as DeadlineExceeded
 from .errors import RateLimitedError as RateLimitedError
 from .errors import ResilienceError as ResilienceError
 from .errors import SupervisorGaveUp as SupervisorGaveUp
+from .handlers import ExceptionHandler as ExceptionHandler
+from .handlers import install_exception_handler as install_exception_handler
+from .handlers import run_reported as run_reported
 from .hedging import Hedge as Hedge
+from .supervision import ChildInfo as ChildInfo
+from .supervision import ChildState as ChildState
+from .supervision import Supervisor as Supervisor
 
 __all__ = [
     "Attempt",
@@ -57,12 +68,15 @@ __all__ = [
     "Bulkhead",
     "BulkheadFullError",
     "BulkheadMetrics",
+    "ChildInfo",
+    "ChildState",
     "CircuitBreaker",
     "CircuitOpenError",
     "Classifier",
     "CompensationError",
     "DeadlineExceeded",
     "ErrorClass",
+    "ExceptionHandler",
     "Fallback",
     "Hedge",
     "KeyedBulkhead",
@@ -74,10 +88,15 @@ __all__ = [
     "ResilienceError",
     "Retry",
     "RetryBudget",
+    "RetryMetrics",
+    "SQLiteJournal",
+    "Supervisor",
     "SupervisorGaveUp",
     "Timeout",
+    "Transaction",
     "backoff",
     "classify",
+    "compensation",
     "context_of",
     "current_context",
     "current_deadline",
@@ -86,11 +105,14 @@ __all__ = [
     "degraded",
     "error_context",
     "get_classifier",
+    "install_exception_handler",
     "instrumentation",
     "pipeline",
+    "recover",
     "remaining",
     "retry",
     "retry_after",
+    "run_reported",
     "set_classifier",
     "stores",
     "use_classifier",

@@ -1,8 +1,13 @@
-"""Command line: `python -m resilient_async demo [--backend B] [--seconds S] [--seed N]`."""
+"""Command line of resilient_async.
+
+- `python -m resilient_async demo [--scenario S] [--backend B] [--seconds S] ...`
+- `python -m resilient_async recover JOURNAL_PATH [--dry-run] [--import MODULE ...]`
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 
@@ -12,27 +17,87 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
         "demo",
-        help="send one workload to a flaky dependency, unprotected and through a pipeline",
+        help="send one workload to a failing dependency, unprotected and through a pipeline",
+        description="Send one workload to a simulated dependency that turns flaky, slow, then "
+        "down, from two groups of clients: unprotected, and through a resilient_async "
+        "pipeline. A live view shows both sides while it runs; a final report explains what "
+        "the library did.",
+    )
+    demo.add_argument(
+        "--scenario",
+        choices=["pipeline", "supervision"],
+        default="pipeline",
+        help="pipeline: a failing dependency, unprotected and guarded (default); "
+        "supervision: a supervised worker pool whose workers crash and come back",
     )
     demo.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
     demo.add_argument("--seconds", type=float, default=30.0, help="length of the run (default 30)")
     demo.add_argument("--seed", type=int, default=7, help="seed of the simulated faults")
     demo.add_argument("--clients", type=int, default=40, help="concurrent clients per side")
-    demo.add_argument("--quiet", action="store_true", help="print the final table only")
+    demo.add_argument("--quiet", action="store_true", help="print the final report only")
+    demo.add_argument(
+        "--virtual-time",
+        action="store_true",
+        help="run on a simulated clock that skips idle time: the same run in a few seconds",
+    )
+    recover = commands.add_parser(
+        "recover",
+        help="run the compensations that crashed processes left pending in a journal",
+    )
+    recover.add_argument("journal", metavar="JOURNAL_PATH", help="the SQLiteJournal file")
+    recover.add_argument(
+        "--dry-run", action="store_true", help="only list what would run; change nothing"
+    )
+    recover.add_argument(
+        "--import",
+        dest="modules",
+        metavar="MODULE",
+        action="append",
+        default=[],
+        help="import MODULE first, to register its @compensation functions (repeatable)",
+    )
     args = parser.parse_args(argv)
+    if args.command == "recover":
+        from ._recover_cli import run_recover
+
+        return run_recover(args.journal, dry_run=args.dry_run, modules=args.modules)
     from ._demo import run_demo
 
     if args.seconds <= 0 or args.clients < 1:
         parser.error("--seconds must be > 0 and --clients >= 1")
+    if args.backend == "trio" and not _importable("trio"):
+        parser.error("--backend trio needs trio: pip install 'resilient-async[trio]'")
+    if args.scenario == "supervision":
+        from ._demo_supervision import run_supervision_demo
+
+        print(
+            run_supervision_demo(
+                backend=args.backend,
+                seconds=args.seconds,
+                seed=args.seed,
+                progress=None if args.quiet else sys.stdout,
+                virtual_time=args.virtual_time,
+            )
+        )
+        return 0
     report = run_demo(
         backend=args.backend,
         seconds=args.seconds,
         seed=args.seed,
         clients=args.clients,
         progress=None if args.quiet else sys.stdout,
+        virtual_time=args.virtual_time,
     )
     print(report)
     return 0
+
+
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ before the call returns, so no attempt outlives the call.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar
 
 import anyio
@@ -15,11 +16,12 @@ import anyio
 from ._async import _backend
 from ._async.policy import Policy
 from ._async.retry import RetryBudget
-from ._core.checks import check_int, check_seconds
+from ._core.checks import check_hooks, check_int, check_name, check_seconds
 from ._core.deadlines import DEADLINE
+from ._core.no_retry import NO_RETRY
 from .classify import DEFAULT, DefaultType, ErrorClass, OnSpec, compile_on
 from .context import attach_context
-from .instrumentation import emit
+from .instrumentation import Hook, emit_to
 
 __all__ = ["Hedge"]
 
@@ -37,7 +39,9 @@ class Hedge(Policy):
     are cancelled and that error propagates. If every attempt fails, the error of the last one
     to fail propagates. Losers are cancelled and awaited before the call returns; a caller's
     cancellation cancels every attempt. No hedge starts after the effective deadline, nor when
-    the `budget` refuses one (each call deposits once, each extra attempt withdraws).
+    the `budget` refuses one (each call deposits once, each extra attempt withdraws), nor for
+    a call that must not be sent twice (an HTTP POST or streamed body sent by the httpx
+    transport).
 
     Args:
         delay: Seconds to wait for an attempt before starting the next, >= 0 (0 starts all
@@ -47,6 +51,9 @@ class Hedge(Policy):
             TIMEOUT).
         budget: A `RetryBudget` that extra attempts draw on.
         name: A name for events and error context.
+        hooks: Hooks (callables taking one event) for this hedge's events only.
+
+    The configuration (`delay`, `max_attempts`, `name`) is read-only.
 
     Raises:
         ValueError: `delay` < 0 or NaN, `max_attempts` < 1.
@@ -57,24 +64,46 @@ class Hedge(Policy):
         >>> price = await hedge.call(quote_service.get, "EURUSD")
     """
 
-    __slots__ = ("_budget", "_matches", "delay", "max_attempts", "name")
+    __slots__ = ("_budget", "_delay", "_hooks", "_matches", "_max_attempts", "_name")
 
     def __init__(
         self,
-        delay: float,
+        delay: float | timedelta,
         *,
         max_attempts: int = 2,
         on: OnSpec | DefaultType = DEFAULT,
         budget: RetryBudget | None = None,
         name: str | None = None,
+        hooks: Iterable[Hook] = (),
     ) -> None:
-        self.delay = check_seconds(delay, "delay")
+        self._delay = check_seconds(delay, "delay")
         if budget is not None and not isinstance(budget, RetryBudget):
             raise TypeError(f"budget must be a RetryBudget or None, got {budget!r}")
-        self.max_attempts = check_int(max_attempts, "max_attempts", 1)
+        self._max_attempts = check_int(max_attempts, "max_attempts", 1)
         self._matches = compile_on(on, default=_DEFAULT_ON)
         self._budget = budget
-        self.name = name
+        self._name = check_name(name)
+        self._hooks: tuple[Hook, ...] = check_hooks(hooks)
+
+    @property
+    def delay(self) -> float:
+        """Seconds to wait for an attempt before starting the next."""
+        return self._delay
+
+    @property
+    def max_attempts(self) -> int:
+        """Attempts at most, the first included."""
+        return self._max_attempts
+
+    @property
+    def name(self) -> str | None:
+        """The hedge's name, or None."""
+        return self._name
+
+    @property
+    def hooks(self) -> tuple[Hook, ...]:
+        """The hooks that receive this hedge's events only."""
+        return self._hooks
 
     def __repr__(self) -> str:
         return f"Hedge({self.delay!r}, max_attempts={self.max_attempts}, name={self.name!r})"
@@ -112,9 +141,9 @@ class _HedgedCall(Generic[T]):
             self._cancel = tg.cancel_scope.cancel
             for number in range(1, hedge.max_attempts + 1):
                 if number > 1:
-                    if not self._may_start_another():
+                    if not await self._may_start_another():
                         break
-                    emit("hedge.started", hedge.name, attempt=number)
+                    emit_to(hedge._hooks, "hedge.started", hedge._name, attempt=number)
                 tg.start_soon(self._attempt, number)
                 if number == hedge.max_attempts:
                     break
@@ -131,16 +160,22 @@ class _HedgedCall(Generic[T]):
         attach_context(error, {"policy": hedge.name or "Hedge", "attempt": self._last_failed})
         raise error
 
-    def _may_start_another(self) -> bool:
-        if _backend.remaining_until(DEADLINE.get()) <= 0:
+    async def _may_start_another(self) -> bool:
+        if NO_RETRY.get() or _backend.remaining_until(DEADLINE.get()) <= 0:
             return False
         budget = self._hedge._budget
-        return budget is None or budget._try_withdraw(_backend.current_time())
+        return budget is None or await budget._withdraw(_backend.current_time())
 
     async def _attempt(self, number: int) -> None:
         try:
             result = await self._start()
         except Exception as exc:
+            try:
+                _backend.check_awaited(exc, self._start, "Hedge")
+            except TypeError as misuse:  # a sync callable: final, and said clearly
+                self._final_error = misuse
+                self._cancel()
+                return
             self._last_error = exc
             self._last_failed = number
             if self._hedge._matches(exc):

@@ -10,6 +10,8 @@ after it. Hedging, supervision and the loop exception handler are async only.
 from __future__ import annotations
 
 from . import backoff as backoff
+from ._journal import SQLiteJournal as SQLiteJournal
+from ._journal import compensation as compensation
 from ._sync.breaker import BreakerMetrics as BreakerMetrics
 from ._sync.breaker import BreakerState as BreakerState
 from ._sync.breaker import CircuitBreaker as CircuitBreaker
@@ -23,15 +25,19 @@ from ._sync.pipeline import pipeline as pipeline
 from ._sync.policy import Policy as Policy
 from ._sync.ratelimit import KeyedRateLimiter as KeyedRateLimiter
 from ._sync.ratelimit import RateLimiter as RateLimiter
+from ._sync.recovery import recover as recover
+from ._sync.redis_store import RedisStore as RedisStore
 from ._sync.retry import Attempt as Attempt
 from ._sync.retry import Retry as Retry
 from ._sync.retry import RetryBudget as RetryBudget
+from ._sync.retry import RetryMetrics as RetryMetrics
 from ._sync.retry import retry as retry
 from ._sync.timeout import Timeout as Timeout
 from ._sync.timeout import current_deadline as current_deadline
 from ._sync.timeout import deadline as deadline
 from ._sync.timeout import deadline_at as deadline_at
 from ._sync.timeout import remaining as remaining
+from ._sync.transaction import Transaction as Transaction
 from .classify import Classifier as Classifier
 from .classify import ErrorClass as ErrorClass
 from .classify import classify as classify
@@ -70,13 +76,18 @@ __all__ = [
     "Policy",
     "RateLimitedError",
     "RateLimiter",
+    "RedisStore",
     "ResilienceError",
     "Retry",
     "RetryBudget",
+    "RetryMetrics",
+    "SQLiteJournal",
     "SupervisorGaveUp",
     "Timeout",
+    "Transaction",
     "backoff",
     "classify",
+    "compensation",
     "context_of",
     "current_context",
     "current_deadline",
@@ -86,6 +97,7 @@ __all__ = [
     "error_context",
     "get_classifier",
     "pipeline",
+    "recover",
     "remaining",
     "retry",
     "retry_after",

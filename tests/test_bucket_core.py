@@ -453,3 +453,15 @@ def test_registry_keeps_more_than_max_keys_only_while_busy() -> None:
         guard.busy = False
     keyed.get("another", 1.0)
     assert len(keyed) == 2
+
+
+def test_give_back_returns_tokens_up_to_the_burst_and_moves_no_reservation() -> None:
+    bucket = TokenBucket(rate=1.0, burst=3.0)
+    assert bucket.try_take(3, 0.0)
+    waiter = bucket.reserve(1, 0.0)
+    assert waiter.ready_at == 1.0
+    bucket.give_back(2, 0.0)
+    assert bucket.level(0.0) == 1.0
+    assert waiter.ready_at == 1.0  # unlike `cancel`, nobody's wait moves
+    bucket.give_back(10, 0.0)
+    assert bucket.level(0.0) == 3.0  # never beyond the burst

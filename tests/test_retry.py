@@ -11,6 +11,7 @@ import math
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 from unittest import mock
@@ -473,11 +474,26 @@ async def test_retry_after_hint_raises_the_wait() -> None:
     assert [e.delay for e in recorder.of("retry.scheduled")] == [5.0]
 
 
-async def test_retry_after_hint_is_capped_by_the_backoff_max() -> None:
-    dependency = Flaky(Throttled(100), "ok")
+async def test_retry_after_hint_is_honoured_in_full_past_the_backoff_max() -> None:
+    # Regression (issue 12, defect 6): a 60 s hint was shortened to the backoff's 10 s max.
+    dependency = Flaky(Throttled(60), "ok")
     start = anyio.current_time()
     await Retry(backoff=backoff.exponential(0.1, max=10)).call(dependency)
-    assert anyio.current_time() - start == pytest.approx(10)
+    assert anyio.current_time() - start == pytest.approx(60)
+    assert dependency.calls == 2
+
+
+async def test_a_hint_longer_than_max_retry_after_gives_up_at_once() -> None:
+    dependency = Flaky(Throttled(61), "ok")
+    start = anyio.current_time()
+    with pytest.raises(Throttled) as info:
+        await Retry().call(dependency)
+    assert anyio.current_time() == start
+    assert dependency.calls == 1
+    assert fields_of(info.value)["stop_reason"] == "retry_after"
+    relaxed = Flaky(Throttled(100), "ok")
+    await Retry(max_retry_after=timedelta(minutes=2)).call(relaxed)
+    assert anyio.current_time() - start == pytest.approx(100)
 
 
 async def test_retry_after_hint_shorter_than_the_backoff_changes_nothing() -> None:
@@ -487,16 +503,16 @@ async def test_retry_after_hint_shorter_than_the_backoff_changes_nothing() -> No
     assert anyio.current_time() - start == pytest.approx(3)
 
 
-async def test_constant_has_no_cap_but_the_deadline_still_applies() -> None:
-    dependency = Flaky(Throttled(100), "ok")
+async def test_a_hint_crossing_the_deadline_gives_up_at_once() -> None:
+    dependency = Flaky(Throttled(30), "ok")
     start = anyio.current_time()
     await Retry(backoff=backoff.constant(1)).call(dependency)
-    assert anyio.current_time() - start == pytest.approx(100)
-    capped = Flaky(Throttled(100), "ok")
+    assert anyio.current_time() - start == pytest.approx(30)
+    capped = Flaky(Throttled(30), "ok")
     with pytest.raises(Throttled) as info:
-        await Retry(backoff=backoff.constant(1), timeout=50).call(capped)
+        await Retry(backoff=backoff.constant(1), timeout=20).call(capped)
     assert capped.calls == 1  # the hinted wait would cross the deadline: no wait at all
-    assert fields_of(info.value)["stop_reason"] == "deadline"
+    assert fields_of(info.value)["stop_reason"] == "retry_after"
 
 
 async def test_retry_after_header_on_an_http_error() -> None:
@@ -861,12 +877,14 @@ def test_retry_loops_keep_their_bounds(
         assert math.isfinite(seconds)
         assert seconds >= 0.0
         assert began + seconds < start + budget
+        if hint is not None and hint > 60.0:
+            raise AssertionError("a hint past max_retry_after is never waited for")
         if isinstance(schedule, backoff.Constant):
             assert seconds == max(schedule.seconds, hint or 0.0)
         else:
-            assert seconds <= cap
+            assert seconds <= max(cap, hint or 0.0)
             if hint is not None:
-                assert seconds >= min(hint, cap)
+                assert seconds >= hint  # in full, never shortened to the backoff's max
     if outcome == "ok":
         return
     assert isinstance(outcome, Exception)
@@ -884,6 +902,9 @@ def test_retry_loops_keep_their_bounds(
         assert reason == "not_retryable"
     elif reason == "attempts":
         assert len(calls) == attempts
+    elif reason == "retry_after":
+        assert hints[-1] is not None
+        assert budget < math.inf
     else:
         assert reason == "deadline"
         assert budget < math.inf
@@ -989,7 +1010,7 @@ def test_typing_of_retry_is_checked_by_mypy(tmp_path: Path) -> None:
         ({"attempts": 2.5}, TypeError, r"attempts must be an int >= 1, got 2.5"),
         ({"attempts": True}, TypeError, "attempts"),
         ({"attempts": "3"}, TypeError, "attempts"),
-        ({"timeout": -1}, ValueError, r"timeout must be >= 0 seconds, got -1.0"),
+        ({"timeout": -1}, ValueError, r"timeout must be >= 0, got -1"),
         ({"timeout": math.nan}, ValueError, "timeout"),
         ({"timeout": "5"}, TypeError, "timeout"),
         ({"on": "ConnectionError"}, TypeError, "on must be"),

@@ -66,7 +66,7 @@ def test_bad_configuration_and_tokens() -> None:
     with pytest.raises(ValueError, match="burst must be"):
         RateLimiter(1, burst=0.5)
     limiter = RateLimiter(5, burst=2)
-    with pytest.raises(ValueError, match="tokens must be > 0 and <= burst"):
+    with pytest.raises(ValueError, match=r"tokens must be (> 0|<= burst)"):
         limiter.acquire(3)
     with pytest.raises(ValueError, match="tokens must be"):
         limiter.try_acquire(0)
@@ -191,5 +191,5 @@ def test_sync_and_async_limiters_never_share_a_bucket() -> None:
 
     store = MemoryStore()
     RateLimiter(5, name="api", store=store)
-    with pytest.raises(ValueError, match="another configuration"):
+    with pytest.raises(ValueError, match="sync policies; async policies cannot share"):
         AsyncRateLimiter(5, name="api", store=store)

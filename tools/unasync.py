@@ -94,6 +94,14 @@ RENAMES: Final[Mapping[str, str]] = {
     "__anext__": "__next__",
     "StopAsyncIteration": "StopIteration",
     "AsyncIterator": "Iterator",
+    # httpx's paired names (the HTTP transports)
+    "AsyncResilientTransport": "ResilientTransport",
+    "AsyncClient": "Client",
+    "AsyncBaseTransport": "BaseTransport",
+    "AsyncHTTPTransport": "HTTPTransport",
+    "handle_async_request": "handle_request",
+    "aiter_raw": "iter_raw",
+    "aclose": "close",
 }
 
 # Names whose subscript is unwrapped: `Awaitable[T]` -> `T`. Also checked for unused rules.

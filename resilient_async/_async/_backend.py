@@ -16,37 +16,56 @@ import inspect
 import math
 import sys
 from asyncio import events as _events
+from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 
 from .._core.deadlines import DEADLINE
 from ..errors import DeadlineExceeded
 
 __all__ = [
     "IS_ASYNC",
+    "REDIS_CLIENT",
+    "Background",
+    "loop_key",
     "DeadlineScope",
     "Event",
     "Lock",
+    "check_awaited",
     "check_guarded_callable",
     "checkpoint",
     "current_time",
     "is_cancellation",
     "remaining_until",
+    "require_asyncio",
+    "run_in_thread",
+    "run_to_completion",
     "shielded",
     "sleep",
     "wait_event",
+    "within",
     "yield_now",
 ]
 
 IS_ASYNC: Final = True
 
+T = TypeVar("T")
+REDIS_CLIENT: Final = "redis.asyncio"
+"""The redis-py module whose client this flavour's RedisStore uses."""
+
 _get_running_loop = _events._get_running_loop
 _CancelledError = asyncio.CancelledError
 _asyncio_sleep = asyncio.sleep
 
+
+# Code flags of functions whose body runs only when awaited or iterated asynchronously.
+_ASYNC_CODE: Final = (
+    inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE | inspect.CO_ASYNC_GENERATOR
+)
 
 _trio_module: Any = None
 
@@ -116,6 +135,51 @@ class Lock:
 
 
 Event = anyio.Event
+
+
+async def run_to_completion(fn: Callable[[], Awaitable[T]]) -> T:
+    """Run `await fn()` to its end even if this task is cancelled meanwhile.
+
+    For cleanup that must finish (a rollback, compensations). A cancellation that arrives
+    meanwhile is not lost: it is raised once `fn` is done (its result is then dropped, and
+    an error it raised becomes the cancellation's `__context__`). On trio the call runs in a
+    shielded scope. On asyncio it also runs in a shielded scope, against anyio's cancel
+    scopes, and in a task of its own (a copy of this task's context) that this task awaits
+    through `asyncio.shield`: a native `Task.cancel()` (from `asyncio.timeout`, a `TaskGroup`,
+    a deadline) cannot interrupt it either.
+    """
+    loop = _get_running_loop()
+    if loop is None:
+        with anyio.CancelScope(shield=True):
+            result = await fn()
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        return result
+    inner = loop.create_task(_awaited(fn))
+    cancelled: BaseException | None = None
+    with anyio.CancelScope(shield=True):
+        while not inner.done():
+            try:
+                await asyncio.wait((inner,))  # a cancelled wait leaves `inner` running
+            except _CancelledError as exc:
+                cancelled = exc  # held until the call is done
+    if cancelled is not None:
+        if not inner.cancelled() and inner.exception() is not None:
+            cancelled.__context__ = inner.exception()
+        raise cancelled
+    await anyio.lowlevel.checkpoint_if_cancelled()
+    return inner.result()
+
+
+async def _awaited(fn: Callable[[], Awaitable[T]]) -> T:
+    return await fn()
+
+
+async def run_in_thread(fn: Callable[..., T], *args: object) -> T:
+    """Run the blocking `fn(*args)` in a worker thread, off the event loop, and return its result.
+
+    The thread cannot be interrupted: a cancellation waits for it to finish.
+    """
+    return await anyio.to_thread.run_sync(fn, *args)
 
 
 class DeadlineScope:
@@ -293,3 +357,95 @@ async def yield_now() -> None:
         await _asyncio_sleep(0)
     else:
         await _trio().lowlevel.checkpoint()
+
+
+def check_awaited(exc: BaseException, fn: object, policy: str) -> None:
+    """Turn the failure of a sync callable given to an async policy into a clear `TypeError`.
+
+    Called on a policy's error path with the error of `await fn(...)`, caught in the frame
+    that made that call. Two signs that `fn` is a sync callable, both read from the
+    traceback (the success path pays nothing):
+
+    - the interpreter's "can't be used in 'await' expression", raised by the `await` in the
+      policy's own frame: `fn` returned something that cannot be awaited;
+    - the frame right after the policy's is `fn`'s own code, and that code is not a
+      coroutine's: `fn` is a plain function that raised when called. (A coroutine
+      function's body only ever runs inside its coroutine; a lambda that merely builds an
+      awaitable is left alone.)
+
+    Raises:
+        TypeError: `fn` is a sync callable.
+    """
+    tb = exc.__traceback__
+    if tb is None:
+        return
+    following = tb.tb_next
+    name = getattr(fn, "__qualname__", None) or repr(fn)
+    if following is None:
+        if type(exc) is TypeError and "'await' expression" in str(exc):
+            raise TypeError(
+                f"{policy}.call needs an async callable, but {name} returned a value that "
+                f"cannot be awaited: it is a sync callable; use resilient_async.sync.{policy} "
+                "for sync code"
+            ) from None
+        return
+    code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+    if (
+        code is not None
+        and following.tb_frame.f_code is code
+        and not code.co_flags & _ASYNC_CODE
+        and code.co_name != "<lambda>"
+    ):
+        raise TypeError(
+            f"{policy}.call needs an async callable, but {name} is a sync function (it raised "
+            f"{type(exc).__name__} when called); use resilient_async.sync.{policy} for sync code"
+        ) from exc
+
+
+# --- for clients of asyncio-only libraries (redis-py's asyncio client) -------------------
+
+
+def loop_key() -> object:
+    """The running asyncio loop, to tell when a client's connections belong to another."""
+    return _get_running_loop()
+
+
+def require_asyncio(what: str, instead: str) -> None:
+    """Refuse to go on outside asyncio (for asyncio-only drivers), naming what needs it.
+
+    Args:
+        what: The operation that needs asyncio.
+        instead: What a trio user can do instead, or why there is no way.
+
+    Raises:
+        RuntimeError: The running loop is not asyncio's (trio, or none).
+    """
+    if _get_running_loop() is None:
+        raise RuntimeError(f"{what} runs only on asyncio, not on trio: {instead}")
+
+
+async def within(seconds: float, awaitable: Awaitable[T]) -> T:
+    """Await `awaitable` for at most `seconds` (asyncio only); raise `TimeoutError` after."""
+    async with asyncio.timeout(seconds):
+        return await awaitable
+
+
+class Background:
+    """A task that runs `fn()` beside the calls until it returns or is stopped (asyncio).
+
+    The sync twin runs it in a daemon thread.
+    """
+
+    __slots__ = ("_task",)
+
+    def __init__(self, fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self._task = asyncio.get_running_loop().create_task(fn())
+
+    async def stop(self) -> None:
+        """Cancel the task and wait for it to end (if it runs on this loop)."""
+        task = self._task
+        if task.done():
+            return
+        task.cancel()
+        if task.get_loop() is _get_running_loop():
+            await asyncio.wait({task})

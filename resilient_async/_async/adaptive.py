@@ -10,15 +10,16 @@ finish. Cancelled calls are not samples.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
+from datetime import timedelta
 from types import TracebackType
 from typing import Final, ParamSpec, TypeVar
 
 from .._core.limits import LimitAlgorithm, check_limits, make_limit
 from ..classify import ErrorClass, classify
 from ..context import attach_context
-from ..instrumentation import emit
+from ..instrumentation import Hook, emit_to
 from . import _backend
 from .bulkhead import Bulkhead, _Wakeable
 from .policy import MUST_WAIT
@@ -55,8 +56,8 @@ class AdaptiveBulkhead(Bulkhead):
     are not samples. The limit grows only while at least half of it is in use.
 
     `limit` reads the limit now; `max_concurrent` is `max_limit`, the most that can ever run
-    at once. Each change of the limit emits `bulkhead.limit_changed` (`old_limit`,
-    `new_limit`, `latency`).
+    at once. The configuration is read-only. Each change of the limit emits
+    `bulkhead.limit_changed` (`old_limit`, `new_limit`, `latency`, `algorithm`).
 
     Raises:
         ValueError: `min_limit > max_limit`, `initial` outside them, an unknown algorithm or
@@ -64,7 +65,7 @@ class AdaptiveBulkhead(Bulkhead):
         TypeError: An argument has the wrong type.
     """
 
-    __slots__ = ("_algorithm", "algorithm", "initial", "max_limit", "min_limit")
+    __slots__ = ("_algorithm", "_algorithm_name", "_initial", "_max_limit", "_min_limit")
 
     def __init__(
         self,
@@ -74,8 +75,9 @@ class AdaptiveBulkhead(Bulkhead):
         max_limit: int = 1000,
         algorithm: str = "gradient",
         max_queue: int = 0,
-        max_wait: float | None = None,
+        max_wait: float | timedelta | None = None,
         name: str | None = None,
+        hooks: Iterable[Hook] = (),
         queue: str = "fifo",
         codel_target: float = 0.005,
         codel_interval: float = 0.1,
@@ -87,15 +89,36 @@ class AdaptiveBulkhead(Bulkhead):
             max_queue=max_queue,
             max_wait=max_wait,
             name=name,
+            hooks=hooks,
             queue=queue,
             codel_target=codel_target,
             codel_interval=codel_interval,
         )
-        self.initial = initial
-        self.min_limit = min_limit
-        self.max_limit = max_limit
-        self.algorithm = algorithm
+        self._initial = initial
+        self._min_limit = min_limit
+        self._max_limit = max_limit
+        self._algorithm_name = algorithm
         self._ledger.limit = initial
+
+    @property
+    def initial(self) -> int:
+        """The limit it started with."""
+        return self._initial
+
+    @property
+    def min_limit(self) -> int:
+        """The smallest the limit can be."""
+        return self._min_limit
+
+    @property
+    def max_limit(self) -> int:
+        """The largest the limit can be (also `max_concurrent`)."""
+        return self._max_limit
+
+    @property
+    def algorithm(self) -> str:
+        """The limit algorithm, "gradient" or "aimd"."""
+        return self._algorithm_name
 
     def __repr__(self) -> str:
         return (
@@ -195,7 +218,8 @@ class AdaptiveBulkhead(Bulkhead):
         if waiter is not None:
             waiter.set()
         if new != old:
-            emit(
+            emit_to(
+                self._hooks,
                 "bulkhead.limit_changed",
                 self.name,
                 old_limit=old,

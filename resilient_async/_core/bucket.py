@@ -171,6 +171,16 @@ class TokenBucket:
             other.ready_at -= shift
         return moved
 
+    def give_back(self, tokens: float, now: float) -> None:
+        """Return `tokens` taken earlier and not used (never beyond `burst`).
+
+        Unlike `cancel`, no queued reservation moves: for callers that settled their
+        reservation at once (`admit` right after `reserve`) and sleep out the wait themselves.
+        """
+        self._refill(now)
+        level = self._level + tokens
+        self._level = level if level < self.burst else self.burst
+
     # --- internals ----------------------------------------------------------------------
 
     def _refill(self, now: float) -> None:

@@ -2,39 +2,56 @@
 
 Hand-written counterpart of `_async/_backend.py` with the same names, so that code generated
 from the async drivers runs unchanged. A sync deadline cannot interrupt a blocking call: it
-bounds retries and waits, and the scope raises `DeadlineExceeded` when the block returns after
-its deadline.
+bounds retries and waits, refuses what starts after it, and never turns a block that
+completed into an error (the overrun is reported as the event `timeout.overrun`).
 """
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import math
 import threading
 import time
-from types import TracebackType
-from typing import Any, Final
+from collections.abc import Callable
+from types import CoroutineType, TracebackType
+from typing import Any, Final, TypeVar
 
 from .._core.deadlines import DEADLINE
 from ..errors import DeadlineExceeded
+from ..instrumentation import emit_to
 
 __all__ = [
     "IS_ASYNC",
+    "CoroutineType",
+    "REDIS_CLIENT",
+    "Background",
+    "loop_key",
     "DeadlineScope",
     "Event",
     "Lock",
+    "check_deadline",
     "check_guarded_callable",
+    "check_result",
     "checkpoint",
     "current_time",
     "is_cancellation",
     "remaining_until",
+    "require_asyncio",
+    "run_in_thread",
+    "run_to_completion",
     "shielded",
     "sleep",
     "wait_event",
+    "within",
     "yield_now",
 ]
 
 IS_ASYNC: Final = False
+
+T = TypeVar("T")
+REDIS_CLIENT: Final = "redis"
+"""The redis-py module whose client this flavour's RedisStore uses."""
 
 current_time = time.monotonic
 
@@ -72,13 +89,26 @@ Lock = threading.Lock
 Event = threading.Event
 
 
+def run_to_completion(fn: Callable[[], T]) -> T:
+    """Run `fn()`: nothing cancels sync code from outside, so it always runs to its end."""
+    return fn()
+
+
+def run_in_thread(fn: Callable[..., T], *args: object) -> T:
+    """Run the blocking `fn(*args)` in this thread: sync code has no event loop to keep free."""
+    return fn(*args)
+
+
 class DeadlineScope:
     """Bound the enclosed block by `when` (on `time.monotonic`), as a plain `with`.
 
     Sets the effective deadline that retries and waits respect. It cannot interrupt a
-    blocking call: when the block returns normally after its deadline, and this scope's
-    deadline was the effective one, it raises `DeadlineExceeded`. An error leaving the block
-    passes through unchanged.
+    blocking call, and it never turns a block that completed into an error: a block that
+    returns after its deadline keeps its result (an error leaving it passes unchanged), and
+    the overrun is reported (event `timeout.overrun`, with `timeout` and `overrun`, the
+    seconds past the deadline). What started after the deadline is refused instead: entering
+    a scope once an enclosing deadline has passed raises `DeadlineExceeded` at once, as do
+    the waits (`wait_event`), and a retry stops with its last error.
 
     Args:
         when: The absolute deadline on `time.monotonic`, or None for `timeout` seconds after
@@ -86,12 +116,20 @@ class DeadlineScope:
         timeout: The relative length the user asked for (reported on the error), or None.
     """
 
-    __slots__ = ("_timeout", "_token", "_when")
+    __slots__ = ("_hooks", "_policy", "_timeout", "_token", "_when", "overrun")
 
     def __init__(self, when: float | None, timeout: float | None = None) -> None:
         self._when = when
         self._timeout = timeout
         self._token: Any = None
+        self._policy: str | None = None
+        self._hooks: tuple[Any, ...] = ()
+        self.overrun: float | None = None  # seconds past the deadline when the block returned
+
+    def report_as(self, policy: str | None, hooks: tuple[Any, ...]) -> None:
+        """Name the policy (and its own hooks) that the `timeout.overrun` event comes from."""
+        self._policy = policy
+        self._hooks = hooks
 
     @property
     def deadline(self) -> float | None:
@@ -105,9 +143,17 @@ class DeadlineScope:
 
     def __enter__(self) -> DeadlineScope:
         when = self._when
-        if when is None:
+        enclosing = DEADLINE.get()
+        if enclosing != math.inf:
+            now = time.monotonic()
+            if now >= enclosing:
+                # Started after the deadline: refused, as a wait would be.
+                raise DeadlineExceeded(self._timeout)
+            if when is None:
+                when = self._when = now + self._timeout  # type: ignore[operator]
+        elif when is None:
             when = self._when = time.monotonic() + self._timeout  # type: ignore[operator]
-        if when < DEADLINE.get():
+        if when < enclosing:
             self._token = DEADLINE.set(when)
         return self
 
@@ -121,8 +167,13 @@ class DeadlineScope:
             return
         DEADLINE.reset(self._token)
         self._token = None
-        if exc_type is None and time.monotonic() >= self._when:  # type: ignore[operator]
-            raise DeadlineExceeded(self._timeout)
+        overrun = time.monotonic() - self._when  # type: ignore[operator]
+        if overrun >= 0.0:
+            # The work is done: its result (or its own error) stands; say it ran late.
+            self.overrun = overrun
+            emit_to(
+                self._hooks, "timeout.overrun", self._policy, timeout=self._timeout, overrun=overrun
+            )
 
 
 def remaining_until(when: float) -> float:
@@ -171,3 +222,74 @@ def yield_now() -> None:
     `asyncio.sleep(0)` and on trio `trio.lowlevel.checkpoint()`, called directly rather than
     through anyio's per-call backend lookup. In sync code there is nothing to yield to.
     """
+
+
+def check_result(result: object, fn: object, policy: str) -> None:
+    """Refuse a coroutine as a sync callable's result: `fn` was an async callable.
+
+    The coroutine has not run (nothing of `fn`'s body happened); it is closed, so that no
+    "never awaited" warning follows, and the call fails at once, before the policy records
+    anything.
+
+    Raises:
+        TypeError: `result` is a coroutine.
+    """
+    if type(result) is CoroutineType:
+        result.close()
+        name = getattr(fn, "__qualname__", None) or repr(fn)
+        raise TypeError(
+            f"{policy}.call needs a sync callable, but {name} returned a coroutine: it is "
+            f"an async callable; use resilient_async.{policy} (awaited) for async code"
+        )
+
+
+def check_deadline() -> None:
+    """Refuse a guarded call that starts once the effective deadline has passed.
+
+    A sync deadline cannot interrupt what runs, so it refuses what starts late instead (a
+    call that completes late keeps its result, see `DeadlineScope`). No clock read without
+    a deadline.
+
+    Raises:
+        DeadlineExceeded: The effective deadline has passed.
+    """
+    deadline = DEADLINE.get()
+    if deadline != math.inf and current_time() >= deadline:
+        raise DeadlineExceeded(None)
+
+
+# --- for clients of I/O libraries (redis-py's sync client) -------------------------------
+
+
+def loop_key() -> object:
+    """None: sync clients belong to no event loop."""
+    return None
+
+
+def require_asyncio(what: str, instead: str) -> None:
+    """Nothing to check: sync code has no event loop to be the wrong one."""
+
+
+def within(seconds: float, value: T) -> T:
+    """Return `value`: a sync client's own socket timeouts bound the call that made it."""
+    return value
+
+
+class Background:
+    """Run `fn()` in a daemon thread beside the calls, until it returns.
+
+    `fn` watches its own stop condition (a blocking call cannot be interrupted).
+    """
+
+    __slots__ = ("_thread",)
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        # In a copy of the caller's context, as an asyncio task would be (scoped hooks).
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=context.run, args=(fn,), name="resilient_async-background", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Let the thread see its stop condition on its own; never blocks the caller."""

@@ -18,34 +18,43 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
+from datetime import timedelta
 from types import TracebackType
-from typing import Final, Literal, ParamSpec, Protocol, TypeVar
+from typing import Final, Literal, ParamSpec, TypeVar
 
 from .._core.breaker import (
     NEEDS_TIME,
     REJECTED,
+    Admission,
     BreakerCore,
     BreakerMetrics,
     BreakerState,
     NeedsTime,
     Transition,
 )
-from .._core.checks import check_int, check_seconds
+from .._core.checks import (
+    check_hooks,
+    check_int,
+    check_name,
+    check_period,
+    check_seconds,
+)
 from .._core.window import CountWindow, TimeWindow, Window
 from ..classify import DEFAULT, DefaultType, ErrorClass, OnSpec, compile_on
 from ..context import PreparedFields, attach_context
 from ..errors import CircuitOpenError
-from ..instrumentation import emit
+from ..instrumentation import Hook, emit_to
+from ..stores.base import StateStore
 from . import _backend
 from .policy import Policy
+from .ports import BreakerConfig, BreakerPort, MemoryBreakerPort
 
 __all__ = ["BreakerMetrics", "BreakerState", "CircuitBreaker", "StateStore"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
-S = TypeVar("S")
 
 DEFAULT_ON: Final = frozenset({ErrorClass.TRANSIENT, ErrorClass.TIMEOUT, ErrorClass.UNKNOWN})
 """What counts as a failure unless `on=` says otherwise."""
@@ -54,14 +63,7 @@ MIN_PROBE_TIMEOUT: Final = 1.0
 """A probe holds its permit for `max(open_for, MIN_PROBE_TIMEOUT)` seconds at most."""
 
 _WINDOW_TYPES: Final = ("count", "time")
-
-
-class StateStore(Protocol):
-    """Where breakers given a `store=` keep the state they share (see `stores.MemoryStore`)."""
-
-    def shared(self, kind: str, name: str, config: Hashable, factory: Callable[[], S]) -> S:
-        """Return the state of `kind` named `name`, made by `factory` the first time."""
-        ...
+_FLAVOUR: Final = "async" if _backend.IS_ASYNC else "sync"
 
 
 class CircuitBreaker(Policy):
@@ -105,12 +107,23 @@ class CircuitBreaker(Policy):
             breaker re-opens rather than closes when this share of its probes was slow.
         on: What counts as a failure: exception types, an `ErrorClass`, a set of them, or a
             predicate. Default {TRANSIENT, TIMEOUT, UNKNOWN}.
-        store: None for state of its own, or a store (such as `stores.MemoryStore`) that
-            instances given the same store and name share state through.
+        store: None for state of its own, or a store through which instances given the
+            same store and name share one state: `stores.MemoryStore` in this process,
+            `stores.RedisStore` across processes (see "Running many replicas").
+        consecutive_failures: Instead of a failure rate, open after this many failures in a
+            row (an int >= 1; any success in between starts the count again), as pybreaker's
+            and aiobreaker's `fail_max` do. It cannot be combined with `failure_rate`,
+            `window`, `window_type` or `min_calls` (leave them at their defaults).
+        hooks: Hooks (callables taking one event) for this breaker's events only, besides
+            the global and scoped hooks.
+
+    Durations (`open_for`, `slow_call_duration`, a time `window`) are seconds or
+    `datetime.timedelta`.
 
     Raises:
         ValueError: An argument is out of range, or `store` is given without a `name`, or a
-            breaker of that name exists in the store with another configuration.
+            breaker of that name exists in the store with another configuration, or
+            `consecutive_failures` is combined with a rate-window setting.
         TypeError: An argument has the wrong type.
 
     Example:
@@ -123,11 +136,13 @@ class CircuitBreaker(Policy):
     __slots__ = (
         "_context_fields",
         "_core",
+        "_hooks",
         "_is_failure",
         "_lock",
+        "_name",
+        "_shared",
         "_slow_after",
         "_timed",
-        "name",
     )
 
     def __init__(
@@ -135,18 +150,23 @@ class CircuitBreaker(Policy):
         name: str | None = None,
         *,
         failure_rate: float = 0.5,
-        window: float = 100,
+        window: float | timedelta = 100,
         window_type: Literal["count", "time"] = "count",
         min_calls: int = 10,
-        open_for: float = 30.0,
+        open_for: float | timedelta = 30.0,
         half_open_calls: int = 1,
-        slow_call_duration: float | None = None,
+        slow_call_duration: float | timedelta | None = None,
         slow_call_rate: float = 1.0,
         on: OnSpec | DefaultType = DEFAULT,
         store: StateStore | None = None,
+        consecutive_failures: int | None = None,
+        hooks: Iterable[Hook] = (),
     ) -> None:
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"name must be a str or None, got {name!r}")
+        name = check_name(name)
+        if consecutive_failures is not None:
+            failure_rate, window, window_type, min_calls = _consecutive(
+                consecutive_failures, failure_rate, window, window_type, min_calls
+            )
         failure_rate = _check_rate(failure_rate, "failure_rate")
         slow_call_rate = _check_rate(slow_call_rate, "slow_call_rate")
         window = _check_window(window, window_type)
@@ -158,7 +178,8 @@ class CircuitBreaker(Policy):
             if slow_call_duration == 0.0:
                 raise ValueError("slow_call_duration must be > 0 seconds or None, got 0.0")
         self._is_failure = compile_on(on, default=DEFAULT_ON)
-        self.name = name
+        self._hooks: tuple[Hook, ...] = check_hooks(hooks)
+        self._name = name
         # The error context fields for each state, built once: the error path only looks up.
         self._context_fields = {
             state: PreparedFields(
@@ -168,7 +189,7 @@ class CircuitBreaker(Policy):
         }
         self._slow_after = math.inf if slow_call_duration is None else slow_call_duration
         self._timed = window_type == "time" or slow_call_duration is not None
-        config: Hashable = (
+        config = BreakerConfig(
             window_type,
             window,
             failure_rate,
@@ -177,9 +198,10 @@ class CircuitBreaker(Policy):
             half_open_calls,
             slow_call_duration,
             slow_call_rate,
+            max(open_for, MIN_PROBE_TIMEOUT),
         )
 
-        def new_state() -> tuple[BreakerCore, _backend.Lock]:
+        def new_port() -> BreakerPort:
             sliding: Window = (
                 CountWindow(int(window)) if window_type == "count" else TimeWindow(window)
             )
@@ -190,19 +212,40 @@ class CircuitBreaker(Policy):
                 open_for=open_for,
                 half_open_calls=half_open_calls,
                 slow_call_rate=slow_call_rate,
-                probe_timeout=max(open_for, MIN_PROBE_TIMEOUT),
+                probe_timeout=config.probe_timeout,
             )
-            return core, _backend.Lock()
+            return MemoryBreakerPort(core)
 
         if store is None:
-            self._core, self._lock = new_state()
+            port = new_port()
+        elif not isinstance(store, StateStore):
+            raise TypeError(f"store must be a MemoryStore, a RedisStore or None, got {store!r}")
         elif name is None:
             raise ValueError("name is required with store=: instances share state by name")
         else:
-            self._core, self._lock = store.shared("breaker", name, config, new_state)
+            port = store.shared("breaker", name, config, new_port, flavour=_FLAVOUR)
+        self._shared: BreakerPort | None = None
+        if isinstance(port, MemoryBreakerPort):
+            self._core, self._lock = port.core, port.lock
+        else:
+            # State behind a server: every step is awaited, so another class drives it.
+            from .shared_breaker import SharedCircuitBreaker
+
+            self._shared = port
+            self.__class__ = SharedCircuitBreaker
 
     def __repr__(self) -> str:
-        return f"CircuitBreaker({self.name!r}, state={self.state!r})"
+        return f"CircuitBreaker({self._name!r}, state={self.state!r})"
+
+    @property
+    def name(self) -> str | None:
+        """The breaker's name, or None."""
+        return self._name
+
+    @property
+    def hooks(self) -> tuple[Hook, ...]:
+        """The hooks that receive this breaker's events only."""
+        return self._hooks
 
     # --- guarding calls -----------------------------------------------------------------
 
@@ -213,6 +256,7 @@ class CircuitBreaker(Policy):
             CircuitOpenError: The breaker is open, forced open, or half-open with every
                 probe permit taken (a fresh error each time, with `retry_after`).
         """
+        _backend.check_deadline()
         ticket = self._core.fast_ticket
         if ticket is None:
             ticket = self._admit()
@@ -226,6 +270,8 @@ class CircuitBreaker(Policy):
         except BaseException:
             self._cancelled(ticket)
             raise
+        if type(result) is _backend.CoroutineType:
+            self._check_result(ticket, result, fn)
         # The hot path: one core call and no clock read. Async code takes no lock: no other
         # task runs between the call's end and this line.
         with self._lock:
@@ -247,13 +293,14 @@ class CircuitBreaker(Policy):
         except BaseException:
             self._cancelled(ticket)
             raise
+        if type(result) is _backend.CoroutineType:
+            self._check_result(ticket, result, fn)
         self._succeeded_timed(ticket, start)
         return result
 
     def __enter__(self) -> CircuitBreaker:
         """Admit the block as one call, or raise `CircuitOpenError`."""
-        ticket, start = self._guard_enter()
-        _blocks.set((*_blocks.get(), (self, ticket, start)))
+        self._push_block(*self._guard_enter())
         return self
 
     def __exit__(
@@ -263,19 +310,25 @@ class CircuitBreaker(Policy):
         tb: TracebackType | None,
     ) -> None:
         """Record the block's outcome like that of a call; never suppress its error."""
+        self._guard_exit(self._pop_block(), exc)
+
+    def _push_block(self, ticket: int, start: float) -> None:
+        _blocks.set((*_blocks.get(), (self, ticket, start)))
+
+    def _pop_block(self) -> tuple[int, float]:
+        """Take this breaker's innermost open block off the task's list."""
         blocks = _blocks.get()
         for index in range(len(blocks) - 1, -1, -1):
             if blocks[index][0] is self:
                 _, ticket, start = blocks[index]
                 _blocks.set(blocks[:index] + blocks[index + 1 :])
-                break
-        else:
-            raise RuntimeError(f"{self!r} exited without a matching enter")
-        self._guard_exit((ticket, start), exc)
+                return ticket, start
+        raise RuntimeError(f"{self!r} exited without a matching enter")
 
     # --- the guard protocol, through which a pipeline runs it without a frame of its own ---
 
     def _guard_enter(self) -> tuple[int, float]:
+        _backend.check_deadline()
         ticket = self._core.fast_ticket
         if ticket is None:
             ticket = self._admit()
@@ -359,15 +412,20 @@ class CircuitBreaker(Policy):
         now = _backend.current_time()
         with self._lock:
             admission = self._core.acquire(now)
+        return self._ticket_of(admission)
+
+    def _ticket_of(self, admission: Admission) -> int:
+        """Report the admission's transitions; return its ticket or raise its rejection."""
         if admission.transitions:
             self._report(admission.transitions)
         if admission.ticket != REJECTED:
             return admission.ticket
-        error = CircuitOpenError(self.name, admission.retry_after)
+        error = CircuitOpenError(self._name, admission.retry_after)
         attach_context(error, self._context_fields[admission.state])
-        emit(
+        emit_to(
+            self._hooks,
             "breaker.rejected",
-            self.name,
+            self._name,
             state=admission.state,
             retry_after=admission.retry_after,
         )
@@ -390,7 +448,7 @@ class CircuitBreaker(Policy):
         with self._lock:
             transitions = self._core.on_success(ticket, end, slow)
         if slow:
-            emit("breaker.slow_call", self.name, duration=duration, failed=False)
+            emit_to(self._hooks, "breaker.slow_call", self._name, duration=duration, failed=False)
         if transitions:
             self._report(transitions)
 
@@ -414,10 +472,18 @@ class CircuitBreaker(Policy):
                 transitions = core.on_success(ticket, end, slow)
             state = core.state
         if slow:
-            emit("breaker.slow_call", self.name, duration=duration, failed=failed)
+            emit_to(self._hooks, "breaker.slow_call", self._name, duration=duration, failed=failed)
         if transitions:
             self._report(transitions)
         attach_context(exc, self._context_fields[state])
+
+    def _check_result(self, ticket: int, result: object, fn: object) -> None:
+        """Refuse an async callable's coroutine: it counts as nothing."""
+        try:
+            _backend.check_result(result, fn, "CircuitBreaker")
+        except TypeError:
+            self._cancelled(ticket)  # gives a probe's permit back
+            raise
 
     def _cancelled(self, ticket: int) -> None:
         """Give a cancelled probe's permit back; a cancelled call counts as nothing."""
@@ -431,9 +497,10 @@ class CircuitBreaker(Policy):
 
     def _report(self, transitions: tuple[Transition, ...]) -> None:
         for transition in transitions:
-            emit(
+            emit_to(
+                self._hooks,
                 "breaker.state_changed",
-                self.name,
+                self._name,
                 old_state=transition.old,
                 new_state=transition.new,
             )
@@ -462,7 +529,7 @@ def _check_rate(value: float, param: str) -> float:
     return float(value)
 
 
-def _check_window(window: float, window_type: str) -> float:
+def _check_window(window: float | timedelta, window_type: str) -> float:
     if window_type not in _WINDOW_TYPES:
         raise ValueError(f"window_type must be 'count' or 'time', got {window_type!r}")
     if window_type == "count":
@@ -474,12 +541,31 @@ def _check_window(window: float, window_type: str) -> float:
         if window < 1:
             raise ValueError(f"window must be >= 1 calls with window_type='count', got {window}")
         return window
-    if isinstance(window, bool) or not isinstance(window, int | float):
-        raise TypeError(
-            f"window must be a number of seconds > 0 with window_type='time', got {window!r}"
+    return check_period(window, "window")  # seconds or a timedelta, with window_type='time'
+
+
+def _consecutive(
+    count: int, failure_rate: float, window: object, window_type: str, min_calls: int
+) -> tuple[float, int, Literal["count"], int]:
+    """Translate `consecutive_failures=N` into its window: the last N calls all failed.
+
+    N failures in a row are exactly a count window of N calls with a failure rate of 1.0
+    and N calls at least, so the rate machinery serves unchanged (and the hot path too).
+    """
+    count = check_int(count, "consecutive_failures", 1)
+    given = [
+        param
+        for param, value, default in (
+            ("failure_rate", failure_rate, 0.5),
+            ("window", window, 100),
+            ("window_type", window_type, "count"),
+            ("min_calls", min_calls, 10),
         )
-    if not 0.0 < window < math.inf:  # also rejects NaN
+        if value != default or type(value) is not type(default)
+    ]
+    if given:
         raise ValueError(
-            f"window must be a finite number of seconds > 0 with window_type='time', got {window!r}"
+            f"consecutive_failures cannot be combined with {', '.join(given)}: it opens after "
+            "N failures in a row, with no rate window; give one or the other"
         )
-    return float(window)
+    return 1.0, count, "count", count

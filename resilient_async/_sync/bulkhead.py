@@ -18,15 +18,16 @@ is untouched by this.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
+from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, NoReturn, ParamSpec, Protocol, TypeVar
 
 from .._core.bulkhead import QUEUE_DISCIPLINES, BulkheadLedger, BulkheadMetrics, CoDelLedger
-from .._core.checks import check_int, check_positive, check_seconds
+from .._core.checks import check_hooks, check_int, check_name, check_positive, check_seconds
 from ..context import PreparedFields, attach_context
 from ..errors import BulkheadFullError
-from ..instrumentation import emit
+from ..instrumentation import Hook, emit_to
 from . import _backend
 from .keyed import Keyed
 from .policy import MUST_WAIT, Policy
@@ -68,17 +69,22 @@ class Bulkhead(Policy):
     Args:
         max_concurrent: How many calls may run at once, an int >= 1.
         max_queue: How many callers may wait for a slot, an int >= 0 (0: never wait).
-        max_wait: The longest a caller waits in the queue, in seconds >= 0, or None for no
-            limit but the effective deadline.
+        max_wait: The longest a caller waits in the queue, in seconds >= 0 (or a
+            `timedelta`), or None for no limit but the effective deadline. Only with a
+            queue (`max_queue` >= 1).
         name: A name for events, errors and error context.
+        hooks: Hooks (callables taking one event) for this bulkhead's events only.
         queue: The queue discipline, "fifo" or "codel".
         codel_target: With "codel", the queueing delay that is acceptable, seconds > 0.
         codel_interval: With "codel", how long the delay must stay above the target before
             the queue counts as standing, and the longest wait in a standing queue,
             seconds > 0.
 
+    The configuration is read-only (`max_concurrent`, `max_queue`, `max_wait`, `name`,
+    `queue`, `codel_target`, `codel_interval`).
+
     Raises:
-        ValueError: An argument is out of range.
+        ValueError: An argument is out of range, or `max_wait` is given without a queue.
         TypeError: An argument has the wrong type.
 
     Example:
@@ -88,17 +94,18 @@ class Bulkhead(Policy):
 
     __slots__ = (
         "_codel",
+        "_codel_interval",
+        "_codel_target",
         "_context",
+        "_hooks",
         "_ledger",
         "_lock",
+        "_max_concurrent",
+        "_max_queue",
+        "_max_wait",
+        "_name",
+        "_queue",
         "_wait_limit",
-        "codel_interval",
-        "codel_target",
-        "max_concurrent",
-        "max_queue",
-        "max_wait",
-        "name",
-        "queue",
     )
 
     def __init__(
@@ -106,42 +113,49 @@ class Bulkhead(Policy):
         max_concurrent: int,
         *,
         max_queue: int = 0,
-        max_wait: float | None = None,
+        max_wait: float | timedelta | None = None,
         name: str | None = None,
+        hooks: Iterable[Hook] = (),
         queue: str = "fifo",
         codel_target: float = 0.005,
         codel_interval: float = 0.1,
     ) -> None:
-        self.max_concurrent = check_int(max_concurrent, "max_concurrent", 1)
-        self.max_queue = check_int(max_queue, "max_queue", 0)
-        self.max_wait = None if max_wait is None else check_seconds(max_wait, "max_wait")
-        self.name = name
+        self._max_concurrent = check_int(max_concurrent, "max_concurrent", 1)
+        self._max_queue = check_int(max_queue, "max_queue", 0)
+        self._max_wait = None if max_wait is None else check_seconds(max_wait, "max_wait")
+        if self._max_wait is not None and self._max_queue == 0:
+            raise ValueError(
+                f"max_wait={self._max_wait:g} has no effect with max_queue=0 (no caller ever "
+                "waits): give max_queue >= 1, or leave max_wait None"
+            )
+        self._name = name = check_name(name)
+        self._hooks: tuple[Hook, ...] = check_hooks(hooks)
         if queue not in QUEUE_DISCIPLINES:
             raise ValueError(f"queue must be 'fifo' or 'codel', got {queue!r}")
-        self.queue = queue
-        self.codel_target = check_positive(codel_target, "codel_target")
-        self.codel_interval = check_positive(codel_interval, "codel_interval")
-        self._wait_limit = math.inf if self.max_wait is None else self.max_wait
+        self._queue = queue
+        self._codel_target = check_positive(codel_target, "codel_target")
+        self._codel_interval = check_positive(codel_interval, "codel_interval")
+        self._wait_limit = math.inf if self._max_wait is None else self._max_wait
         self._codel: CoDelLedger[_Wakeable] | None = None
         self._ledger: BulkheadLedger[_Wakeable]
         if queue == "codel":
             self._ledger = self._codel = CoDelLedger(
-                self.max_concurrent,
-                self.max_queue,
-                target=self.codel_target,
-                interval=self.codel_interval,
+                self._max_concurrent,
+                self._max_queue,
+                target=self._codel_target,
+                interval=self._codel_interval,
                 dispatch=_Dispatch(self),
             )
         else:
-            self._ledger = BulkheadLedger(self.max_concurrent, self.max_queue)
+            self._ledger = BulkheadLedger(self._max_concurrent, self._max_queue)
         self._lock = _backend.Lock()
         # Merged into the error context of errors raised here or passing through.
         self._context = PreparedFields({"policy": name or "Bulkhead"})
 
     def __repr__(self) -> str:
         codel = (
-            f", queue='codel', codel_target={self.codel_target!r}, "
-            f"codel_interval={self.codel_interval!r}"
+            f", queue='codel', codel_target={self._codel_target!r}, "
+            f"codel_interval={self._codel_interval!r}"
             if self._codel is not None
             else ""
         )
@@ -154,6 +168,46 @@ class Bulkhead(Policy):
     def limit(self) -> int:
         """How many calls may run at once now (fixed here; it moves on an adaptive one)."""
         return self._ledger.limit
+
+    @property
+    def queue(self) -> str:
+        """The queue discipline, "fifo" or "codel"."""
+        return self._queue
+
+    @property
+    def codel_target(self) -> float:
+        """With "codel", the queueing delay that is acceptable, in seconds."""
+        return self._codel_target
+
+    @property
+    def codel_interval(self) -> float:
+        """With "codel", how long a standing queue lasts before it counts, in seconds."""
+        return self._codel_interval
+
+    @property
+    def max_concurrent(self) -> int:
+        """How many calls may run at once."""
+        return self._max_concurrent
+
+    @property
+    def max_queue(self) -> int:
+        """How many callers may wait for a slot."""
+        return self._max_queue
+
+    @property
+    def max_wait(self) -> float | None:
+        """The longest a caller waits in the queue, in seconds, or None."""
+        return self._max_wait
+
+    @property
+    def name(self) -> str | None:
+        """The bulkhead's name, or None."""
+        return self._name
+
+    @property
+    def hooks(self) -> tuple[Hook, ...]:
+        """The hooks that receive this bulkhead's events only."""
+        return self._hooks
 
     @property
     def in_use(self) -> int:
@@ -180,6 +234,7 @@ class Bulkhead(Policy):
             BulkheadFullError: No slot and no queue room, or `max_wait` passed while queued
                 (a fresh instance each time).
         """
+        _backend.check_deadline()
         ledger = self._ledger
         # Async state changes never span an await, so the async twin needs no lock here (a
         # no-op lock would cost a third of the guard); the sync twin takes the thread lock.
@@ -196,6 +251,9 @@ class Bulkhead(Policy):
         except BaseException:
             self._free(ledger.cancel)
             raise
+        if type(result) is _backend.CoroutineType:
+            self._free(ledger.cancel)
+            _backend.check_result(result, fn, "Bulkhead")
         with self._lock:
             waiter = ledger.complete()
         if waiter is not None:
@@ -218,6 +276,7 @@ class Bulkhead(Policy):
     # --- the guard protocol, through which a pipeline runs it without a frame of its own ---
 
     def _guard_enter(self) -> object:
+        _backend.check_deadline()
         ledger = self._ledger
         with self._lock:
             admitted = ledger.try_admit()
@@ -248,8 +307,9 @@ class Bulkhead(Policy):
         max_limit: int = 1000,
         algorithm: str = "gradient",
         max_queue: int = 0,
-        max_wait: float | None = None,
+        max_wait: float | timedelta | None = None,
         name: str | None = None,
+        hooks: Iterable[Hook] = (),
         queue: str = "fifo",
         codel_target: float = 0.005,
         codel_interval: float = 0.1,
@@ -278,6 +338,7 @@ class Bulkhead(Policy):
             max_queue=max_queue,
             max_wait=max_wait,
             name=name,
+            hooks=hooks,
             queue=queue,
             codel_target=codel_target,
             codel_interval=codel_interval,
@@ -383,7 +444,7 @@ class Bulkhead(Policy):
                 if now >= give_up_at:
                     self._reject(f"no slot within max_wait={self.max_wait}s")
                 self._reject(
-                    f"shed after waiting {self.codel_interval}s in a standing queue (codel)"
+                    f"shed after waiting {self._codel_interval}s in a standing queue (codel)"
                 )
 
     def _dispatch(self) -> None:
@@ -407,9 +468,10 @@ class Bulkhead(Policy):
         ledger = self._ledger
         error = BulkheadFullError(self.name, reason)
         attach_context(error, self._context)
-        emit(
+        emit_to(
+            self._hooks,
             "bulkhead.rejected",
-            self.name,
+            self._name,
             reason=reason,
             in_use=ledger.running,
             queued=len(ledger.waiters),

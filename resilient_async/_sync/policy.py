@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, Final, ParamSpec, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Final, ParamSpec, Protocol, TypeVar, runtime_checkable
 
 from . import _backend
 
@@ -25,6 +25,10 @@ class Policy:
     """
 
     __slots__ = ()
+
+    # False for a guard whose exit must await I/O (a breaker on a RedisStore): a pipeline
+    # then runs it through `call` instead of folding it into its own driver.
+    _guard_folds: ClassVar[bool] = True
 
     def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)` under this policy and return its result."""

@@ -12,23 +12,26 @@ vain. A waiter that is cancelled gives its reservation back, and the waiters beh
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Iterable
+from datetime import timedelta
 from types import TracebackType
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import Any, Final, NoReturn, ParamSpec, TypeVar
 
 from .._core.bucket import Reservation, TokenBucket
-from .._core.checks import check_positive, check_seconds
+from .._core.checks import check_hooks, check_name, check_period, check_positive, check_seconds
 from .._core.deadlines import DEADLINE
 from ..context import PreparedFields, attach_context
 from ..errors import RateLimitedError
-from ..instrumentation import emit
-from ..stores.memory import MemoryStore
+from ..instrumentation import Hook, emit_to
+from ..stores.base import StateStore
 from . import _backend
 from .keyed import Keyed
 from .policy import MUST_WAIT, Policy
+from .ports import LimiterConfig, LimiterPort, MemoryLimiterPort
 
 __all__ = ["KeyedRateLimiter", "RateLimiter"]
+
+_FLAVOUR: Final = "async" if _backend.IS_ASYNC else "sync"
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -57,8 +60,12 @@ class RateLimiter(Policy):
         max_wait: The longest a caller may wait for its tokens, in seconds >= 0 (0: never
             wait; `math.inf` or None: up to the effective deadline).
         name: A name for events, errors and error context; with `store`, the shared name.
-        store: A `MemoryStore` through which limiters of the same name (and settings) share
-            one bucket; None gives this limiter its own.
+        store: A store through which limiters of the same name (and settings) share one
+            bucket: `stores.MemoryStore` in this process, `stores.RedisStore` across
+            processes; None gives this limiter its own.
+        hooks: Hooks (callables taking one event) for this limiter's events only.
+
+    `per` and `max_wait` accept a `datetime.timedelta` too. The configuration is read-only.
 
     Raises:
         ValueError: An argument is out of range, or `store` holds a limiter of that name
@@ -70,50 +77,112 @@ class RateLimiter(Policy):
         >>> fetch = api(fetch)  # 100 calls a minute, 10 at once after a pause
     """
 
-    __slots__ = ("_context", "_state", "_wait_limit", "burst", "max_wait", "name", "per", "rate")
+    __slots__ = (
+        "_burst",
+        "_context",
+        "_hooks",
+        "_max_wait",
+        "_name",
+        "_per",
+        "_rate",
+        "_shared",
+        "_state",
+        "_wait_limit",
+    )
 
     def __init__(
         self,
         rate: float,
-        per: float = 1.0,
+        per: float | timedelta = 1.0,
         *,
         burst: float | None = None,
-        max_wait: float | None = 0.0,
+        max_wait: float | timedelta | None = 0.0,
         name: str | None = None,
-        store: MemoryStore | None = None,
+        store: StateStore | None = None,
+        hooks: Iterable[Hook] = (),
     ) -> None:
-        self.rate = check_positive(rate, "rate")
-        self.per = check_positive(per, "per")
+        self._rate = check_positive(rate, "rate")
+        self._per = check_period(per, "per")
         if burst is None:
-            burst = max(self.rate, 1.0)
+            burst = max(self._rate, 1.0)
         elif isinstance(burst, bool) or not isinstance(burst, int | float):
             raise TypeError(f"burst must be a number >= 1 (tokens), got {burst!r}")
-        elif not 1 <= burst < math.inf:
-            raise ValueError(f"burst must be a finite number >= 1, got {burst!r}")
-        self.burst = float(burst)
-        self.max_wait = None if max_wait is None else check_seconds(max_wait, "max_wait")
-        self._wait_limit = math.inf if self.max_wait is None else self.max_wait
-        self.name = name
+        else:
+            burst = check_positive(burst, "burst")
+            if burst < 1:
+                raise ValueError(f"burst must be a finite number >= 1, got {burst!r}")
+        self._burst = float(burst)
+        self._max_wait = None if max_wait is None else check_seconds(max_wait, "max_wait")
+        self._wait_limit = math.inf if self._max_wait is None else self._max_wait
+        self._name = name = check_name(name)
+        self._hooks: tuple[Hook, ...] = check_hooks(hooks)
         # Merged into the error context of errors raised here or passing through.
         self._context = PreparedFields({"policy": name or "RateLimiter"})
-        per_second = self.rate / self.per
-        if store is None:
-            self._state = _Shared(TokenBucket(per_second, self.burst))
-        elif isinstance(store, MemoryStore):
-            if name is None:
-                raise TypeError("a RateLimiter given a store= needs a name= to share it under")
-            config = _Config(per_second, self.burst, _backend.IS_ASYNC)
-            self._state = store.shared(
-                "limiter", name, config, lambda: _Shared(TokenBucket(per_second, self.burst))
+        per_second = self._rate / self._per
+        if not per_second < math.inf:
+            raise ValueError(
+                f"rate / per must be a finite number of tokens per second, got {rate!r} per "
+                f"{self._per:g} s"
             )
+        burst_tokens = self._burst
+
+        def new_port() -> LimiterPort:
+            return MemoryLimiterPort(TokenBucket(per_second, burst_tokens))
+
+        if store is None:
+            port = new_port()
+        elif not isinstance(store, StateStore):
+            raise TypeError(f"store must be a MemoryStore, a RedisStore or None, got {store!r}")
+        elif name is None:
+            raise TypeError("a RateLimiter given a store= needs a name= to share it under")
         else:
-            raise TypeError(f"store must be a MemoryStore or None, got {store!r}")
+            config = LimiterConfig(per_second, self._burst)
+            port = store.shared("limiter", name, config, new_port, flavour=_FLAVOUR)
+        self._shared: LimiterPort | None = None
+        if isinstance(port, MemoryLimiterPort):
+            self._state = port
+        else:
+            # Tokens behind a server: every take is awaited, so another class drives it.
+            from .shared_ratelimit import SharedRateLimiter
+
+            self._shared = port
+            self.__class__ = SharedRateLimiter
 
     def __repr__(self) -> str:
         return (
             f"RateLimiter({self.rate!r}, per={self.per!r}, burst={self.burst!r}, "
             f"max_wait={self.max_wait!r}, name={self.name!r})"
         )
+
+    @property
+    def rate(self) -> float:
+        """Tokens added every `per` seconds."""
+        return self._rate
+
+    @property
+    def per(self) -> float:
+        """The period of `rate`, in seconds."""
+        return self._per
+
+    @property
+    def burst(self) -> float:
+        """The bucket's size."""
+        return self._burst
+
+    @property
+    def max_wait(self) -> float | None:
+        """The longest a caller may wait for its tokens, in seconds, or None."""
+        return self._max_wait
+
+    @property
+    def name(self) -> str | None:
+        """The limiter's name, or None."""
+        return self._name
+
+    @property
+    def hooks(self) -> tuple[Hook, ...]:
+        """The hooks that receive this limiter's events only."""
+        return self._hooks
 
     @property
     def queued(self) -> int:
@@ -126,6 +195,7 @@ class RateLimiter(Policy):
         Raises:
             RateLimitedError: No token within `max_wait` or before the effective deadline.
         """
+        _backend.check_deadline()
         state = self._state
         # Async state changes never span an await, so the async twin needs no lock on this
         # path (a no-op lock would cost more than the bucket); the sync twin takes it.
@@ -134,10 +204,12 @@ class RateLimiter(Policy):
         if not took:
             self._wait_for_tokens(1)
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
         except Exception as exc:
             attach_context(exc, self._context)
             raise
+        _backend.check_result(result, fn, "RateLimiter")
+        return result
 
     def acquire(self, tokens: float = 1) -> None:
         """Take `tokens` tokens, waiting in FIFO order for them if `max_wait` allows.
@@ -150,8 +222,11 @@ class RateLimiter(Policy):
             RateLimitedError: The tokens cannot be had within `max_wait` or before the
                 deadline; `retry_after` says when they could.
             ValueError: `tokens` is not > 0, or exceeds `burst` (it could never be served).
-            TypeError: `tokens` is not a number.
+            TypeError: `tokens` is not a number (a bool is not accepted).
         """
+        if type(tokens) is not int or tokens != 1:
+            self._check_tokens(tokens)  # before touching the bucket: bad input changes nothing
+        _backend.check_deadline()
         state = self._state
         with state.lock:
             took = state.bucket.try_take(tokens, _backend.current_time())
@@ -166,13 +241,14 @@ class RateLimiter(Policy):
 
         Raises:
             ValueError: `tokens` is not > 0, or exceeds `burst`.
-            TypeError: `tokens` is not a number.
+            TypeError: `tokens` is not a number (a bool is not accepted).
         """
+        if type(tokens) is not int or tokens != 1:
+            self._check_tokens(tokens)  # before touching the bucket: bad input changes nothing
         state = self._state
         with state.lock:
             if state.bucket.try_take(tokens, _backend.current_time()):
                 return True
-        self._check_tokens(tokens)
         return False
 
     def __enter__(self) -> RateLimiter:
@@ -191,6 +267,7 @@ class RateLimiter(Policy):
     # --- the guard protocol, through which a pipeline runs it without a frame of its own ---
 
     def _guard_enter(self) -> object:
+        _backend.check_deadline()
         state = self._state
         with state.lock:
             took = state.bucket.try_take(1, _backend.current_time())
@@ -276,19 +353,24 @@ class RateLimiter(Policy):
 
     def _check_tokens(self, tokens: float) -> None:
         if isinstance(tokens, bool) or not isinstance(tokens, int | float):
-            raise TypeError(f"tokens must be a number > 0, got {tokens!r}")
-        if not 0 < tokens <= self.burst:
+            raise TypeError(
+                f"tokens must be a number > 0 and <= burst ({self._burst:g}), got {tokens!r}"
+            )
+        if not tokens > 0:  # also rejects NaN
+            raise ValueError(f"tokens must be > 0, got {tokens!r}")
+        if not tokens <= self._burst:
             raise ValueError(
-                f"tokens must be > 0 and <= burst ({self.burst:g}), got {tokens!r}: "
+                f"tokens must be <= burst ({self._burst:g}), got {tokens!r}: "
                 "a request larger than the bucket could never be served"
             )
 
     def _reject(self, tokens: float, retry_after: float) -> NoReturn:
         error = RateLimitedError(self.name, retry_after)
         attach_context(error, self._context)
-        emit(
+        emit_to(
+            self._hooks,
             "limiter.rejected",
-            self.name,
+            self._name,
             tokens=tokens,
             retry_after=retry_after,
             exception=error,
@@ -342,25 +424,6 @@ class KeyedRateLimiter(Keyed[K, RateLimiter]):
             return RateLimiter(rate, per, burst=burst, max_wait=max_wait, name=label)
 
         super().__init__(build, _limiter_is_idle, name=name, max_keys=max_keys, idle_ttl=idle_ttl)
-
-
-class _Shared:
-    """What limiters sharing a name share: the bucket, and the lock that guards it."""
-
-    __slots__ = ("bucket", "lock")
-
-    def __init__(self, bucket: TokenBucket) -> None:
-        self.bucket = bucket
-        self.lock = _backend.Lock()
-
-
-@dataclass(frozen=True)
-class _Config:
-    """The settings two limiters must agree on to share a bucket through a store."""
-
-    rate_per_second: float
-    burst: float
-    loop_clock: bool  # the async flavour reads the loop's clock, the sync one time.monotonic
 
 
 def _limiter_is_idle(limiter: RateLimiter, now: float) -> bool:

@@ -1,5 +1,1 @@
-"""Integrations with other libraries: ASGI deadline middleware (`integrations.asgi`).
-
-Each integration is its own module, imported on its own, so that importing
-`resilient_async` never imports a framework.
-"""
+"""Integrations with other libraries; each module imports its library when imported."""

@@ -2,11 +2,14 @@
 
 `store=None` (the default everywhere) gives a policy instance its own private state. Policies
 given the same store and the same name share one state: `MemoryStore` shares it inside one
-process; a distributed store shares it across processes.
+process; `RedisStore` shares it across processes (its sync twin is
+`resilient_async.sync.RedisStore`).
 """
 
 from __future__ import annotations
 
+from .._async.redis_store import RedisStore as RedisStore
+from .base import StateStore as StateStore
 from .memory import MemoryStore as MemoryStore
 
-__all__ = ["MemoryStore"]
+__all__ = ["MemoryStore", "RedisStore", "StateStore"]

@@ -112,9 +112,13 @@ class WindowedMin:
 
     def add(self, now: float, value: float) -> float:
         """Record `value` at time `now` and return the windowed minimum."""
-        self._roll(now)
-        self._current = min(self._current, value)
-        return min(self._current, self._previous)
+        if now - self._start >= self._span:
+            self._roll(now)
+        current = self._current
+        if value < current:
+            self._current = current = value
+        previous = self._previous
+        return current if current < previous else previous
 
     def get(self, now: float) -> float:
         """The windowed minimum at `now` (`math.inf` when nothing is remembered)."""
@@ -197,13 +201,21 @@ class GradientLimit:
             gradient = 0.5
         else:
             no_load = self._no_load.add(now, latency)
-            gradient = 1.0 if latency <= 0.0 else self.tolerance * no_load / latency
-            gradient = max(0.5, min(1.0, gradient))
-        target = estimate * gradient + math.sqrt(estimate)
-        new = estimate + self.smoothing * (target - estimate)
+            # clamp(tolerance * no_load / latency, 0.5, 1), with plain comparisons: this
+            # runs on every call.
+            if latency <= 0.0 or self.tolerance * no_load >= latency:
+                gradient = 1.0
+            else:
+                gradient = self.tolerance * no_load / latency
+                if gradient < 0.5:  # noqa: PLR1730 (a call to max() costs more here)
+                    gradient = 0.5
+        new = estimate + self.smoothing * (estimate * (gradient - 1.0) + math.sqrt(estimate))
         if new > estimate and inflight * 2 < estimate:
-            new = estimate  # too little traffic to tell whether more would fit
-        new = max(float(self.min_limit), min(float(self.max_limit), new))
+            return self._limit  # too little traffic to tell whether more would fit
+        if new < self.min_limit:
+            new = float(self.min_limit)
+        elif new > self.max_limit:
+            new = float(self.max_limit)
         self._estimate = new
         self._limit = int(new)
         return self._limit

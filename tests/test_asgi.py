@@ -212,3 +212,21 @@ def test_bad_configuration_fails_at_construction(
 def test_app_must_be_callable() -> None:
     with pytest.raises(TypeError, match="app must be an ASGI application"):
         DeadlineMiddleware("not an app")  # type: ignore[arg-type]
+
+
+# --- end to end: the client's transport sends the deadline, the server's middleware applies it
+
+
+async def test_a_deadline_crosses_from_the_client_transport_to_the_app() -> None:
+    from resilient_async.integrations.httpx import AsyncResilientTransport
+
+    server = httpx.ASGITransport(app=DeadlineMiddleware(app))
+    transport = AsyncResilientTransport(ra.Retry(attempts=2), transport=server)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        with ra.deadline(2.5):
+            await anyio.sleep(1)
+            seen = float((await http.get("/remaining")).text)
+        assert 0 < seen <= 1.5  # the app ran under what the caller had left, not more
+        no_deadline = float((await http.get("/remaining")).text)
+        assert no_deadline == math.inf
+    assert calls == ["remaining", "remaining"]

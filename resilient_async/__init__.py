@@ -26,6 +26,7 @@ from ._async.recovery import recover as recover
 from ._async.retry import Attempt as Attempt
 from ._async.retry import Retry as Retry
 from ._async.retry import RetryBudget as RetryBudget
+from ._async.retry import RetryMetrics as RetryMetrics
 from ._async.retry import retry as retry
 from ._async.timeout import Timeout as Timeout
 from ._async.timeout import current_deadline as current_deadline
@@ -87,6 +88,7 @@ __all__ = [
     "ResilienceError",
     "Retry",
     "RetryBudget",
+    "RetryMetrics",
     "SQLiteJournal",
     "Supervisor",
     "SupervisorGaveUp",

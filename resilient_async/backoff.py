@@ -24,7 +24,10 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Final, Literal, TypeAlias
+
+from ._core.checks import seconds_of
 
 __all__ = [
     "JITTERS",
@@ -67,7 +70,7 @@ class Backoff:
     def max(self) -> float | None:
         """The longest delay the schedule gives, or None when it has no explicit cap.
 
-        A `Retry` also caps a server's Retry-After hint with it.
+        A server's Retry-After hint is not capped by it: a `Retry` waits for the hint in full.
         """
         return None
 
@@ -114,10 +117,10 @@ def _schedule(backoff: Backoff, rng: random.Random) -> Iterator[float]:
 
 
 def exponential(
-    initial: float = 0.1,
+    initial: float | timedelta = 0.1,
     *,
     multiplier: float = 2.0,
-    max: float = 10.0,
+    max: float | timedelta = 10.0,
     jitter: Jitter = "full",
 ) -> Exponential:
     """Return a schedule that grows by `multiplier` per attempt up to `max`, with jitter.
@@ -135,7 +138,7 @@ def exponential(
     Args:
         initial: The first ceiling in seconds, >= 0.
         multiplier: The growth factor per attempt, >= 1.
-        max: The cap in seconds, >= `initial` and finite. It also caps Retry-After hints.
+        max: The cap in seconds, >= `initial` and finite (never applied to Retry-After hints).
         jitter: One of `"none"`, `"full"`, `"equal"`, `"decorrelated"`.
 
     Raises:
@@ -151,11 +154,10 @@ def exponential(
     return Exponential(initial, multiplier=multiplier, max=max, jitter=jitter)
 
 
-def constant(delay: float) -> Constant:
+def constant(delay: float | timedelta) -> Constant:
     """Return a schedule that waits `delay` seconds before every retry.
 
-    It has no explicit `max`, so a Retry-After hint longer than `delay` is honoured in full
-    (only a deadline bounds it).
+    It has no explicit `max`; `delay` may be seconds or a `datetime.timedelta`.
 
     Raises:
         ValueError: `delay` is negative, NaN or infinite.
@@ -165,10 +167,10 @@ def constant(delay: float) -> Constant:
 
 
 def linear(
-    initial: float = 0.1,
-    step: float = 0.1,
+    initial: float | timedelta = 0.1,
+    step: float | timedelta = 0.1,
     *,
-    max: float = 10.0,
+    max: float | timedelta = 10.0,
 ) -> Linear:
     """Return a schedule that grows by `step` per attempt up to `max`, without jitter.
 
@@ -188,10 +190,10 @@ class Exponential(Backoff):
 
     def __init__(
         self,
-        initial: float = 0.1,
+        initial: float | timedelta = 0.1,
         *,
         multiplier: float = 2.0,
-        max: float = 10.0,
+        max: float | timedelta = 10.0,
         jitter: Jitter = "full",
     ) -> None:
         self._initial = _seconds(initial, "initial")
@@ -224,7 +226,7 @@ class Exponential(Backoff):
 
     @property
     def max(self) -> float:
-        """The cap in seconds (also the cap of Retry-After hints)."""
+        """The cap in seconds (Retry-After hints are not capped by it)."""
         return self._max
 
     @property
@@ -280,7 +282,7 @@ class Constant(Backoff):
 
     __slots__ = ("_delay",)
 
-    def __init__(self, delay: float) -> None:
+    def __init__(self, delay: float | timedelta) -> None:
         self._delay = _seconds(delay, "delay")
 
     @property
@@ -311,10 +313,10 @@ class Linear(Backoff):
 
     def __init__(
         self,
-        initial: float = 0.1,
-        step: float = 0.1,
+        initial: float | timedelta = 0.1,
+        step: float | timedelta = 0.1,
         *,
-        max: float = 10.0,
+        max: float | timedelta = 10.0,
     ) -> None:
         self._initial = _seconds(initial, "initial")
         self._step = _seconds(step, "step")
@@ -337,7 +339,7 @@ class Linear(Backoff):
 
     @property
     def max(self) -> float:
-        """The cap in seconds (also the cap of Retry-After hints)."""
+        """The cap in seconds (Retry-After hints are not capped by it)."""
         return self._max
 
     def delay(self, attempt: int, previous: float, rng: random.Random) -> float:
@@ -369,9 +371,7 @@ def _number(value: object, name: str, *, minimum: float) -> float:
 
 
 def _seconds(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
-    result = float(value)
+    result = seconds_of(value, name)  # a number or a datetime.timedelta
     if not 0.0 <= result < math.inf:  # also rejects NaN
         raise ValueError(f"{name} must be a finite number of seconds >= 0, got {result}")
     return result

@@ -3,7 +3,9 @@
 Every policy decides what to do with an exception by asking one question: is it transient,
 throttled, a timeout, permanent, a cancellation, or unknown? `classify` answers it with the
 current `Classifier`, which starts with sensible defaults (builtin exceptions, HTTP status
-codes, httpx, aiohttp, requests and trio errors) and takes user rules that always win.
+codes, httpx, aiohttp, requests, trio, redis-py, PostgreSQL drivers by SQLSTATE, sqlite3's
+"database is locked", exception groups by their leaves) and takes user rules that always
+win. No driver is imported to recognise its errors: they are matched by module and name.
 
 `compile_on` turns the `on=` argument that every policy accepts into a fast matcher; it is the
 building block for custom policies. A compiled matcher never matches cancellation,
@@ -122,9 +124,9 @@ class Classifier:
         """Classify exceptions that `matcher` matches as `error_class`, before any other rule.
 
         Later registrations win over earlier ones, and every registration wins over every
-        default rule, including the cancellation rule (a compiled `on=` matcher still never
-        matches a stop signal). A predicate runs on each `classify` call that reaches it; an
-        error it raises propagates.
+        default rule (a compiled `on=` matcher still never matches a stop signal). A
+        predicate runs on each `classify` call that reaches it; an error it raises
+        propagates.
 
         Args:
             matcher: An exception type (subclasses match too), a tuple of exception types, or
@@ -134,8 +136,15 @@ class Classifier:
         Raises:
             TypeError: `matcher` is none of the accepted kinds, or `error_class` is not an
                 `ErrorClass`.
-            ValueError: `matcher` is an empty tuple.
+            ValueError: `matcher` is an empty tuple, or `error_class` is `CANCELLED`
+                (reserved for stop signals, which no registration can change).
         """
+        if error_class is ErrorClass.CANCELLED:
+            raise ValueError(
+                "error_class cannot be ErrorClass.CANCELLED: it is reserved for stop signals "
+                "(cancellation, KeyboardInterrupt, SystemExit, GeneratorExit), which every "
+                "classifier already recognises; register another class"
+            )
         rule = _user_rule(matcher, error_class)
         with self._lock:
             self._state = _State((rule, *self._state.user_rules))
@@ -152,16 +161,7 @@ class Classifier:
             The answer of the first rule that matches, newest registration first, then the
             defaults; `ErrorClass.UNKNOWN` when none does.
         """
-        state = self._state
-        plan = state.plans.get(type(exc))
-        if plan is None:
-            plan = state.plan_for(type(exc))
-        checks, fallback = plan
-        for check in checks:
-            found = check(exc)
-            if found is not None:
-                return found
-        return fallback
+        return self._state.classify(exc)
 
     def copy(self) -> Classifier:
         """Return an independent classifier with the same rules.
@@ -189,6 +189,28 @@ class _State:
         self.rules = user_rules + _DEFAULT_RULES
         self.plans: dict[type[BaseException], _Plan] = {}
 
+    def classify(self, exc: BaseException) -> ErrorClass:
+        plan = self.plans.get(type(exc))
+        if plan is None:
+            plan = self.plan_for(type(exc))
+        checks, fallback = plan
+        for check in checks:
+            found = check(exc)
+            if found is not None:
+                return found
+        return fallback
+
+    def classify_group(self, group: BaseException) -> ErrorClass | None:
+        """Classify a group by its leaves, under these same rules (see `_group_rule`)."""
+        if _holds_stop_signal(group):
+            return ErrorClass.CANCELLED
+        found: set[ErrorClass] = set()
+        for leaf in _leaves(group):
+            found.add(self.classify(leaf))
+            if len(found) > 1:
+                return ErrorClass.CANCELLED if ErrorClass.CANCELLED in found else _MIXED
+        return found.pop() if found else _MIXED
+
     def plan_for(self, cls: type[BaseException]) -> _Plan:
         checks: list[_Check] = []
         fallback = ErrorClass.UNKNOWN
@@ -199,6 +221,8 @@ class _State:
             if isinstance(step, ErrorClass):
                 fallback = step
                 break
+            if step is _group_check:
+                step = self.classify_group  # the leaves are classified by these rules
             checks.append(step)
         plan = (tuple(checks), fallback)
         if len(self.plans) >= _PLAN_CACHE_LIMIT:
@@ -619,15 +643,32 @@ def _stop_rule(cls: type[BaseException]) -> ErrorClass | None:
     return None
 
 
-def _stop_group_rule(cls: type[BaseException]) -> _Check | None:
-    # A BaseExceptionGroup that is not an Exception holds at least one non-Exception.
-    if issubclass(cls, BaseExceptionGroup) and not issubclass(cls, Exception):
-        return _stop_group_check
+# A group whose leaves disagree: nothing is known about it as a whole.
+_MIXED: Final = ErrorClass.UNKNOWN
+
+
+def _group_rule(cls: type[BaseException]) -> _Check | None:
+    """Classify an exception group (from a task group) by its leaves.
+
+    A group holding a stop signal is CANCELLED; one whose leaves all classify the same takes
+    that class; any other is UNKNOWN. The placeholder check returned here is swapped by
+    `_State.plan_for` for one that classifies the leaves under the same rules.
+    """
+    if issubclass(cls, BaseExceptionGroup):
+        return _group_check
     return None
 
 
-def _stop_group_check(exc: BaseException) -> ErrorClass | None:
-    return ErrorClass.CANCELLED if _holds_stop_signal(exc) else None
+def _group_check(exc: BaseException) -> ErrorClass | None:
+    raise AssertionError("replaced by _State.classify_group")  # pragma: no cover
+
+
+def _leaves(group: BaseException) -> Iterator[BaseException]:
+    if isinstance(group, BaseExceptionGroup):
+        for inner in group.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield group
 
 
 def _holds_stop_signal(exc: BaseException) -> bool:
@@ -695,7 +736,70 @@ _LIBRARY_CLASSES: Final[dict[tuple[str, str], ErrorClass]] = {
     ("requests", "Timeout"): ErrorClass.TIMEOUT,
     ("requests", "ConnectionError"): ErrorClass.TRANSIENT,
     ("trio", "TooSlowError"): ErrorClass.TIMEOUT,
+    # redis-py: its ConnectionError and TimeoutError do not derive from the builtins.
+    ("redis", "AuthenticationError"): ErrorClass.PERMANENT,
+    ("redis", "AuthorizationError"): ErrorClass.PERMANENT,
+    ("redis", "BusyLoadingError"): ErrorClass.TRANSIENT,
+    ("redis", "ConnectionError"): ErrorClass.TRANSIENT,
+    ("redis", "TimeoutError"): ErrorClass.TIMEOUT,
+    ("redis", "ReadOnlyError"): ErrorClass.TRANSIENT,  # a replica during a failover
+    ("redis", "TryAgainError"): ErrorClass.TRANSIENT,
+    ("redis", "ClusterDownError"): ErrorClass.TRANSIENT,
+    ("redis", "ResponseError"): ErrorClass.PERMANENT,
+    # PostgreSQL errors are classified by SQLSTATE first (`_driver_rule`); these are the
+    # answers for errors without a known SQLSTATE.
+    ("psycopg", "OperationalError"): ErrorClass.TRANSIENT,
+    ("psycopg2", "OperationalError"): ErrorClass.TRANSIENT,
+    ("aiohttp", "InvalidURL"): ErrorClass.PERMANENT,
 }
+
+# PostgreSQL SQLSTATE codes (asyncpg's and psycopg's `.sqlstate`, psycopg2's `.pgcode`):
+# exact codes first, then the two-character class.
+_SQLSTATE_CODES: Final[dict[str, ErrorClass]] = {
+    "40001": ErrorClass.TRANSIENT,  # serialization_failure: run the transaction again
+    "40P01": ErrorClass.TRANSIENT,  # deadlock_detected
+    "57P01": ErrorClass.TRANSIENT,  # admin_shutdown (pg_terminate_backend)
+    "57P02": ErrorClass.TRANSIENT,  # crash_shutdown
+    "57P03": ErrorClass.TRANSIENT,  # cannot_connect_now (starting up)
+    "57014": ErrorClass.TIMEOUT,  # query_canceled (statement_timeout)
+}
+_SQLSTATE_CLASSES: Final[dict[str, ErrorClass]] = {
+    "08": ErrorClass.TRANSIENT,  # connection exception
+    "53": ErrorClass.THROTTLED,  # insufficient resources (too many connections, disk full)
+    "22": ErrorClass.PERMANENT,  # data exception
+    "23": ErrorClass.PERMANENT,  # integrity constraint violation
+    "42": ErrorClass.PERMANENT,  # syntax error or access rule violation
+}
+_SQLSTATE_PACKAGES: Final = frozenset({"asyncpg", "psycopg", "psycopg2"})
+_SQLITE_BUSY: Final = ("database is locked", "database table is locked")
+
+
+def _driver_rule(cls: type[BaseException]) -> _Check | None:
+    """Database drivers' errors, by what the instance carries (never importing a driver)."""
+    module = str(getattr(cls, "__module__", ""))
+    if module == "sqlite3" and cls.__name__ == "OperationalError":
+        return _sqlite_check  # aiosqlite raises sqlite3's own errors
+    for klass in cls.__mro__:
+        if str(getattr(klass, "__module__", "")).partition(".")[0] in _SQLSTATE_PACKAGES:
+            return _sqlstate_check
+    return None
+
+
+def _sqlstate_check(exc: BaseException) -> ErrorClass | None:
+    code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+    if not isinstance(code, str) or len(code) != 5:
+        return None
+    found = _SQLSTATE_CODES.get(code)
+    return found if found is not None else _SQLSTATE_CLASSES.get(code[:2])
+
+
+def _sqlite_check(exc: BaseException) -> ErrorClass | None:
+    # SQLITE_BUSY / SQLITE_LOCKED: another connection holds the lock; it is released soon.
+    name = getattr(exc, "sqlite_errorname", None)
+    if isinstance(name, str) and name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return ErrorClass.TRANSIENT
+    message = str(exc)
+    return ErrorClass.TRANSIENT if message.startswith(_SQLITE_BUSY) else None
 
 
 def _library_rule(cls: type[BaseException]) -> ErrorClass | None:
@@ -790,8 +894,9 @@ def _gaierror_check(exc: BaseException) -> ErrorClass | None:
 
 _DEFAULT_RULES: Final[tuple[_Rule, ...]] = (
     _stop_rule,
-    _stop_group_rule,
+    _group_rule,
     _http_rule,
+    _driver_rule,
     _library_rule,
     _type_rule,
     _errno_rule,

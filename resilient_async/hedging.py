@@ -7,7 +7,8 @@ before the call returns, so no attempt outlives the call.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar
 
 import anyio
@@ -15,12 +16,12 @@ import anyio
 from ._async import _backend
 from ._async.policy import Policy
 from ._async.retry import RetryBudget
-from ._core.checks import check_int, check_seconds
-from ._core.deadlines import DEADLINE
+from ._core.checks import check_hooks, check_int, check_name, check_seconds
+from ._core.deadlines import effective_deadline
 from ._core.no_retry import NO_RETRY
 from .classify import DEFAULT, DefaultType, ErrorClass, OnSpec, compile_on
 from .context import attach_context
-from .instrumentation import emit
+from .instrumentation import Hook, emit_to
 
 __all__ = ["Hedge"]
 
@@ -50,6 +51,9 @@ class Hedge(Policy):
             TIMEOUT).
         budget: A `RetryBudget` that extra attempts draw on.
         name: A name for events and error context.
+        hooks: Hooks (callables taking one event) for this hedge's events only.
+
+    The configuration (`delay`, `max_attempts`, `name`) is read-only.
 
     Raises:
         ValueError: `delay` < 0 or NaN, `max_attempts` < 1.
@@ -60,24 +64,46 @@ class Hedge(Policy):
         >>> price = await hedge.call(quote_service.get, "EURUSD")
     """
 
-    __slots__ = ("_budget", "_matches", "delay", "max_attempts", "name")
+    __slots__ = ("_budget", "_delay", "_hooks", "_matches", "_max_attempts", "_name")
 
     def __init__(
         self,
-        delay: float,
+        delay: float | timedelta,
         *,
         max_attempts: int = 2,
         on: OnSpec | DefaultType = DEFAULT,
         budget: RetryBudget | None = None,
         name: str | None = None,
+        hooks: Iterable[Hook] = (),
     ) -> None:
-        self.delay = check_seconds(delay, "delay")
+        self._delay = check_seconds(delay, "delay")
         if budget is not None and not isinstance(budget, RetryBudget):
             raise TypeError(f"budget must be a RetryBudget or None, got {budget!r}")
-        self.max_attempts = check_int(max_attempts, "max_attempts", 1)
+        self._max_attempts = check_int(max_attempts, "max_attempts", 1)
         self._matches = compile_on(on, default=_DEFAULT_ON)
         self._budget = budget
-        self.name = name
+        self._name = check_name(name)
+        self._hooks: tuple[Hook, ...] = check_hooks(hooks)
+
+    @property
+    def delay(self) -> float:
+        """Seconds to wait for an attempt before starting the next."""
+        return self._delay
+
+    @property
+    def max_attempts(self) -> int:
+        """Attempts at most, the first included."""
+        return self._max_attempts
+
+    @property
+    def name(self) -> str | None:
+        """The hedge's name, or None."""
+        return self._name
+
+    @property
+    def hooks(self) -> tuple[Hook, ...]:
+        """The hooks that receive this hedge's events only."""
+        return self._hooks
 
     def __repr__(self) -> str:
         return f"Hedge({self.delay!r}, max_attempts={self.max_attempts}, name={self.name!r})"
@@ -91,25 +117,57 @@ class Hedge(Policy):
         """
         if self._budget is not None:
             self._budget._deposit()
-        run: _HedgedCall[T] = _HedgedCall(self, lambda: fn(*args, **kwargs))
+        run: _HedgedCall[T] = _HedgedCall(self, fn, args, kwargs)
         return await run.run()
 
 
 class _HedgedCall(Generic[T]):
     """The state of one hedged call: shared by its attempts, never by two calls."""
 
-    def __init__(self, hedge: Hedge, start: Callable[[], Awaitable[T]]) -> None:
+    def __init__(
+        self,
+        hedge: Hedge,
+        fn: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
         self._hedge = hedge
-        self._start = start
+        # The user's callable itself, not a closure over it: a misuse error names it.
+        self._fn = fn
+        self._args = args
+        self._kwargs = kwargs
         self._result: Any = None
         self._succeeded = False
         self._final_error: Exception | None = None
+        self._misconfigured: ValueError | None = None  # a shared budget's other settings
         self._last_error: Exception | None = None
         self._last_failed = 0
         self._early_starts = 0  # matched failures not yet answered by a new attempt
         self._wake = anyio.Event()
 
     async def run(self) -> T:
+        try:
+            await self._race()
+        except BaseExceptionGroup as group:
+            stop = _stop_signal(group)
+            if stop is None:
+                raise
+        else:
+            stop = None
+        if stop is not None:
+            # Raised outside the handler, so the group is not chained onto it: a
+            # KeyboardInterrupt or SystemExit leaves a Hedge unchanged, as every policy's does.
+            raise stop
+        if self._misconfigured is not None:
+            raise self._misconfigured
+        if self._succeeded:
+            return self._result  # type: ignore[no-any-return]
+        error = self._final_error or self._last_error
+        assert error is not None  # every attempt ended, none succeeded
+        attach_context(error, {"policy": self._hedge.name or "Hedge", "attempt": self._last_failed})
+        raise error
+
+    async def _race(self) -> None:
         hedge = self._hedge
         async with anyio.create_task_group() as tg:
             self._cancel = tg.cancel_scope.cancel
@@ -117,7 +175,7 @@ class _HedgedCall(Generic[T]):
                 if number > 1:
                     if not await self._may_start_another():
                         break
-                    emit("hedge.started", hedge.name, attempt=number)
+                    emit_to(hedge._hooks, "hedge.started", hedge._name, attempt=number)
                 tg.start_soon(self._attempt, number)
                 if number == hedge.max_attempts:
                     break
@@ -127,23 +185,30 @@ class _HedgedCall(Generic[T]):
                     self._wake = anyio.Event()
                 if self._early_starts:
                     self._early_starts -= 1
-        if self._succeeded:
-            return self._result  # type: ignore[no-any-return]
-        error = self._final_error or self._last_error
-        assert error is not None  # every attempt ended, none succeeded
-        attach_context(error, {"policy": hedge.name or "Hedge", "attempt": self._last_failed})
-        raise error
 
     async def _may_start_another(self) -> bool:
-        if NO_RETRY.get() or _backend.remaining_until(DEADLINE.get()) <= 0:
+        if NO_RETRY.get() or _backend.remaining_until(effective_deadline()) <= 0:
             return False
         budget = self._hedge._budget
-        return budget is None or await budget._withdraw(_backend.current_time())
+        if budget is None:
+            return True
+        try:
+            return await budget._withdraw(_backend.current_time())
+        except ValueError as error:  # the shared budget on the server has other settings
+            self._misconfigured = error  # raised as itself, not inside the task group's group
+            self._cancel()
+            return False
 
     async def _attempt(self, number: int) -> None:
         try:
-            result = await self._start()
+            result = await self._fn(*self._args, **self._kwargs)
         except Exception as exc:
+            try:
+                _backend.check_awaited(exc, self._fn, "Hedge")
+            except TypeError as misuse:  # a sync callable: final, and said clearly
+                self._final_error = misuse
+                self._cancel()
+                return
             self._last_error = exc
             self._last_failed = number
             if self._hedge._matches(exc):
@@ -157,3 +222,15 @@ class _HedgedCall(Generic[T]):
             self._result = result
             self._succeeded = True
         self._cancel()
+
+
+def _stop_signal(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """Return the first KeyboardInterrupt or SystemExit in `group` (trio's nurseries wrap them)."""
+    for leaf in group.exceptions:
+        if isinstance(leaf, KeyboardInterrupt | SystemExit):
+            return leaf
+        if isinstance(leaf, BaseExceptionGroup):
+            found = _stop_signal(leaf)
+            if found is not None:
+                return found
+    return None

@@ -30,6 +30,7 @@ from ._sync.redis_store import RedisStore as RedisStore
 from ._sync.retry import Attempt as Attempt
 from ._sync.retry import Retry as Retry
 from ._sync.retry import RetryBudget as RetryBudget
+from ._sync.retry import RetryMetrics as RetryMetrics
 from ._sync.retry import retry as retry
 from ._sync.timeout import Timeout as Timeout
 from ._sync.timeout import current_deadline as current_deadline
@@ -79,6 +80,7 @@ __all__ = [
     "ResilienceError",
     "Retry",
     "RetryBudget",
+    "RetryMetrics",
     "SQLiteJournal",
     "SupervisorGaveUp",
     "Timeout",

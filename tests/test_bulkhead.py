@@ -764,7 +764,7 @@ def test_random_scenarios_keep_the_ledger(
     max_wait: float | None,
 ) -> None:
     async def scenario() -> None:
-        bulkhead = Bulkhead(limit, max_queue=max_queue, max_wait=max_wait)
+        bulkhead = Bulkhead(limit, max_queue=max_queue, max_wait=max_wait if max_queue else None)
         callers: list[Caller] = []
         async with anyio.create_task_group() as tg:
             for action, index in actions:

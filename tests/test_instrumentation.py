@@ -105,3 +105,40 @@ async def test_scoped_hooks_reach_child_tasks_and_do_not_leak() -> None:
             tg.start_soon(child)
     emit("after", None)
     assert recorder.kinds() == ["child.event"]
+
+
+def test_before_any_hook_emitting_reads_no_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    import resilient_async.instrumentation as instrumentation
+
+    class UnreadableVar:
+        def get(self) -> tuple[object, ...]:
+            raise AssertionError("emit() read a context variable with no hook installed")
+
+    monkeypatch.setattr(instrumentation, "_maybe_active", False)
+    monkeypatch.setattr(instrumentation, "_scoped_hooks", UnreadableVar())
+    emit("retry.scheduled", "quiet", attempt=1)
+    assert not enabled()
+
+
+@pytest.mark.anyio
+async def test_a_task_outliving_its_hooks_block_still_reports(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import resilient_async.instrumentation as instrumentation
+
+    monkeypatch.setattr(instrumentation, "_maybe_active", False)
+    recorder = Recorder()
+    started = anyio.Event()
+    release = anyio.Event()
+
+    async def child() -> None:
+        started.set()
+        await release.wait()
+        emit("retry.scheduled", "late", attempt=1)
+
+    async with anyio.create_task_group() as tg:
+        with hooks(recorder):
+            tg.start_soon(child)
+            await started.wait()
+        release.set()
+    assert [event.policy for event in recorder.events] == ["late"]

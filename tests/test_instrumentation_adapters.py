@@ -161,6 +161,7 @@ async def test_opentelemetry_counts_events_and_adds_span_events() -> None:
         "policy.name": "db",
         "attempt": 1,
         "delay": 0.25,
+        "elapsed": 0.0,  # retry events carry the loop's elapsed time (issue 12)
         "exception.type": "ConnectionError",
         "exception.message": "down",
     }
@@ -219,6 +220,7 @@ async def test_structlog_logs_one_event_per_record_with_its_fields() -> None:
         "policy": "db",
         "attempt": 1,
         "delay": 0.25,
+        "elapsed": 0.0,
         "exception": failed["exception"],
         "log_level": "info",
     }

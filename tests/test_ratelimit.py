@@ -74,7 +74,7 @@ async def returns_at_once() -> str:
         ((math.inf,), {}, ValueError, "rate must be"),
         ((math.nan,), {}, ValueError, "rate must be"),
         (("5",), {}, TypeError, "rate must be a number"),
-        ((5, 0), {}, ValueError, "per must be a finite number > 0, got 0"),
+        ((5, 0), {}, ValueError, "per must be a finite number of seconds >= 1e-06, got 0"),
         ((5, -1.0), {}, ValueError, "per must be"),
         ((5,), {"burst": 0.5}, ValueError, "burst must be a finite number >= 1, got 0.5"),
         ((5,), {"burst": 0}, ValueError, "burst must be"),
@@ -107,7 +107,7 @@ def test_defaults_and_repr() -> None:
 async def test_tokens_out_of_range_fail_at_acquire() -> None:
     limiter = RateLimiter(5, burst=3)
     for bad in (4, 3.5, 0, -1):
-        with pytest.raises(ValueError, match="tokens must be > 0 and <= burst"):
+        with pytest.raises(ValueError, match=r"tokens must be (> 0|<= burst)"):
             await limiter.acquire(bad)
         with pytest.raises(ValueError, match="tokens must be"):
             limiter.try_acquire(bad)
@@ -504,3 +504,20 @@ async def test_per_key_keeps_a_bucket_that_is_still_refilling() -> None:
     assert keyed["slow"] is limiter  # forgetting it would hand out a fresh token early
     with pytest.raises(ra.RateLimitedError):
         await keyed["slow"].acquire()
+
+
+@watchdog
+async def test_per_key_holds_at_most_max_keys_even_when_every_bucket_refills() -> None:
+    # Issue #13 item 3: a limiter never dropped a key still refilling, so 4000 distinct keys
+    # were held under max_keys=1000 and each new key cost O(keys).
+    keyed: KeyedRateLimiter[str] = KeyedRateLimiter(1, per=100, burst=1, max_keys=1000)
+    for index in range(4000):
+        await keyed[f"ip-{index}"].acquire()
+        assert len(keyed) <= 1000
+    assert len(keyed) == 1000
+    assert "ip-3999" in keyed
+    assert "ip-0" not in keyed
+    # An evicted key that nobody holds starts again with a full bucket, as documented.
+    await keyed["ip-0"].acquire()
+    with pytest.raises(ra.RateLimitedError):
+        await keyed["ip-0"].acquire()

@@ -11,6 +11,7 @@ import math
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 from unittest import mock
@@ -18,7 +19,7 @@ from unittest import mock
 import anyio
 import anyio.lowlevel
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import resilient_async as ra
@@ -473,11 +474,26 @@ async def test_retry_after_hint_raises_the_wait() -> None:
     assert [e.delay for e in recorder.of("retry.scheduled")] == [5.0]
 
 
-async def test_retry_after_hint_is_capped_by_the_backoff_max() -> None:
-    dependency = Flaky(Throttled(100), "ok")
+async def test_retry_after_hint_is_honoured_in_full_past_the_backoff_max() -> None:
+    # Regression (issue 12, defect 6): a 60 s hint was shortened to the backoff's 10 s max.
+    dependency = Flaky(Throttled(60), "ok")
     start = anyio.current_time()
     await Retry(backoff=backoff.exponential(0.1, max=10)).call(dependency)
-    assert anyio.current_time() - start == pytest.approx(10)
+    assert anyio.current_time() - start == pytest.approx(60)
+    assert dependency.calls == 2
+
+
+async def test_a_hint_longer_than_max_retry_after_gives_up_at_once() -> None:
+    dependency = Flaky(Throttled(61), "ok")
+    start = anyio.current_time()
+    with pytest.raises(Throttled) as info:
+        await Retry().call(dependency)
+    assert anyio.current_time() == start
+    assert dependency.calls == 1
+    assert fields_of(info.value)["stop_reason"] == "retry_after"
+    relaxed = Flaky(Throttled(100), "ok")
+    await Retry(max_retry_after=timedelta(minutes=2)).call(relaxed)
+    assert anyio.current_time() - start == pytest.approx(100)
 
 
 async def test_retry_after_hint_shorter_than_the_backoff_changes_nothing() -> None:
@@ -487,16 +503,16 @@ async def test_retry_after_hint_shorter_than_the_backoff_changes_nothing() -> No
     assert anyio.current_time() - start == pytest.approx(3)
 
 
-async def test_constant_has_no_cap_but_the_deadline_still_applies() -> None:
-    dependency = Flaky(Throttled(100), "ok")
+async def test_a_hint_crossing_the_deadline_gives_up_at_once() -> None:
+    dependency = Flaky(Throttled(30), "ok")
     start = anyio.current_time()
     await Retry(backoff=backoff.constant(1)).call(dependency)
-    assert anyio.current_time() - start == pytest.approx(100)
-    capped = Flaky(Throttled(100), "ok")
+    assert anyio.current_time() - start == pytest.approx(30)
+    capped = Flaky(Throttled(30), "ok")
     with pytest.raises(Throttled) as info:
-        await Retry(backoff=backoff.constant(1), timeout=50).call(capped)
+        await Retry(backoff=backoff.constant(1), timeout=20).call(capped)
     assert capped.calls == 1  # the hinted wait would cross the deadline: no wait at all
-    assert fields_of(info.value)["stop_reason"] == "deadline"
+    assert fields_of(info.value)["stop_reason"] == "retry_after"
 
 
 async def test_retry_after_header_on_an_http_error() -> None:
@@ -776,6 +792,15 @@ steps = st.tuples(
 
 
 @settings(max_examples=200, deadline=None)
+@example(  # issue #13 item 13: found once in ~1300 random runs, a flaky failure
+    attempts=3,
+    schedule=backoff.constant(0.0),
+    timeout=None,
+    enclosing=1.2303859518321457e-107,
+    script=[("transient", 0.0, 0.0)],
+    backend="asyncio",
+    form="call",
+)
 @given(
     attempts=st.integers(1, 6),
     schedule=schedules,
@@ -854,19 +879,26 @@ def test_retry_loops_keep_their_bounds(
     assert end - start <= budget + 1e-9
     # One wait per retry, each scheduled once, none crossing the deadline, all in bounds.
     scheduled = [e for e in events if e.kind == "retry.scheduled"]
-    assert len(waits) == len(scheduled) == len(calls) - 1
+    assert len(waits) == len(scheduled)
+    # A deadline a hair after the start is not crossed by a zero wait, yet on asyncio its
+    # timer, due at once, runs after the task's next step: it can expire during that wait,
+    # and then no attempt follows the wait.
+    expired_in_wait = isinstance(outcome, ra.DeadlineExceeded) and outcome not in raised
+    assert len(waits) == len(calls) - 1 or (expired_in_wait and len(waits) == len(calls))
     cap = schedule.max if schedule.max is not None else math.inf
     for (began, seconds), event, hint in zip(waits, scheduled, hints, strict=False):
         assert event.delay == seconds
         assert math.isfinite(seconds)
         assert seconds >= 0.0
         assert began + seconds < start + budget
+        if hint is not None and hint > 60.0:
+            raise AssertionError("a hint past max_retry_after is never waited for")
         if isinstance(schedule, backoff.Constant):
             assert seconds == max(schedule.seconds, hint or 0.0)
         else:
-            assert seconds <= cap
+            assert seconds <= max(cap, hint or 0.0)
             if hint is not None:
-                assert seconds >= min(hint, cap)
+                assert seconds >= hint  # in full, never shortened to the backoff's max
     if outcome == "ok":
         return
     assert isinstance(outcome, Exception)
@@ -884,6 +916,9 @@ def test_retry_loops_keep_their_bounds(
         assert reason == "not_retryable"
     elif reason == "attempts":
         assert len(calls) == attempts
+    elif reason == "retry_after":
+        assert hints[-1] is not None
+        assert budget < math.inf
     else:
         assert reason == "deadline"
         assert budget < math.inf
@@ -989,7 +1024,7 @@ def test_typing_of_retry_is_checked_by_mypy(tmp_path: Path) -> None:
         ({"attempts": 2.5}, TypeError, r"attempts must be an int >= 1, got 2.5"),
         ({"attempts": True}, TypeError, "attempts"),
         ({"attempts": "3"}, TypeError, "attempts"),
-        ({"timeout": -1}, ValueError, r"timeout must be >= 0 seconds, got -1.0"),
+        ({"timeout": -1}, ValueError, r"timeout must be >= 0, got -1"),
         ({"timeout": math.nan}, ValueError, "timeout"),
         ({"timeout": "5"}, TypeError, "timeout"),
         ({"on": "ConnectionError"}, TypeError, "on must be"),

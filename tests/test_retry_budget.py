@@ -126,7 +126,7 @@ def test_clock_jumps_and_clock_going_back() -> None:
         ({"ratio": math.nan}, ValueError, "ratio"),
         ({"ratio": math.inf}, ValueError, "ratio"),
         ({"min_per_second": -1}, ValueError, r"min_per_second must be a finite number >= 0"),
-        ({"ttl": 0}, ValueError, r"ttl must be a finite number of seconds > 0, got 0.0"),
+        ({"ttl": 0}, ValueError, r"ttl must be a finite number of seconds >= 1e-06, got 0"),
         ({"ttl": -5}, ValueError, "ttl"),
         ({"ttl": math.inf}, ValueError, "ttl"),
         ({"ratio": "0.2"}, TypeError, "ratio must be a number"),

@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
-
 from resilient_async import backoff
 from resilient_async import sync as ra
+from resilient_async.instrumentation import hooks
+
+from .helpers import Recorder
 
 
 def test_sync_pipeline_retries_then_falls_back() -> None:
@@ -29,7 +30,9 @@ def test_sync_pipeline_retries_then_falls_back() -> None:
     assert calls == [7, 7, 7]
 
 
-def test_sync_timeout_in_a_pipeline_bounds_each_attempt() -> None:
+def test_sync_timeout_in_a_pipeline_keeps_a_late_result() -> None:
+    # Regression (issue 12, defect 7): a call that succeeded after its timeout raised
+    # DeadlineExceeded, and the Retry around it ran the (charged) work again.
     attempts = 0
 
     def slow() -> str:
@@ -38,10 +41,14 @@ def test_sync_timeout_in_a_pipeline_bounds_each_attempt() -> None:
         time.sleep(0.02)
         return "late"
 
+    recorder = Recorder()
     guarded = ra.pipeline(ra.Retry(attempts=2, backoff=backoff.constant(0)), ra.Timeout(0.001))
-    with pytest.raises(ra.DeadlineExceeded):
-        guarded.call(slow)
-    assert attempts == 2
+    with hooks(recorder):
+        assert guarded.call(slow) == "late"
+    assert attempts == 1
+    (overrun,) = recorder.of("timeout.overrun")
+    assert overrun.timeout == 0.001
+    assert overrun.overrun > 0.0
 
 
 def test_sync_pipeline_under_threads_never_exceeds_the_bulkhead() -> None:

@@ -199,11 +199,15 @@ def test_attempt_running_past_the_timeout(clock: FakeClock) -> None:
         Retry(attempts=10, backoff=backoff.constant(1), timeout=10).call(failing)
     assert failing.calls == 2  # the second returned at 13, past the deadline: no third
     assert fields_of(info.value)["stop_reason"] == "deadline"
-    # A sync deadline cannot interrupt a call; one that returns late raises DeadlineExceeded.
+    # A sync deadline cannot interrupt a call, and never turns one that completed into an
+    # error (issue 12, defect 7): the late success is returned and the overrun reported.
     late = Flaky(ConnectionError, "ok", clock=clock, duration=6.0)
-    with pytest.raises(ra.DeadlineExceeded) as expired:
-        Retry(attempts=10, backoff=backoff.constant(1), timeout=10).call(late)
-    assert fields_of(expired.value) == {"attempt": 2, "policy": "Retry", "stop_reason": "deadline"}
+    recorder = Recorder()
+    with hooks(recorder):
+        assert Retry(attempts=10, backoff=backoff.constant(1), timeout=10).call(late) == "ok"
+    assert late.calls == 2
+    (overrun,) = recorder.of("timeout.overrun")
+    assert overrun.overrun == pytest.approx(3.0)
 
 
 def test_enclosing_deadline_bounds_the_waits(clock: FakeClock) -> None:
@@ -221,11 +225,18 @@ def test_attempts_loop_respects_its_timeout(clock: FakeClock) -> None:
     assert fields_of(info.value)["stop_reason"] == "deadline"
 
 
-def test_retry_after_is_honoured_and_capped(clock: FakeClock) -> None:
+def test_retry_after_is_honoured_in_full(clock: FakeClock) -> None:
     Retry(backoff=backoff.exponential(0.1, max=10)).call(Flaky(Throttled(5), "ok"))
     Retry(backoff=backoff.exponential(0.1, max=10)).call(Flaky(Throttled(50), "ok"))
     Retry(backoff=backoff.constant(1)).call(Flaky(Throttled(50), "ok"))
-    assert [seconds for _, seconds in clock.sleeps] == [5.0, 10.0, 50.0]
+    assert [seconds for _, seconds in clock.sleeps] == [5.0, 50.0, 50.0]
+    with pytest.raises(Throttled) as info:
+        Retry().call(Flaky(Throttled(61), "ok"))
+    assert (context_of(info.value) or {})["stop_reason"] == "retry_after"
+    with pytest.raises(Throttled) as info:
+        Retry(timeout=10).call(Flaky(Throttled(20), "ok"))
+    assert (context_of(info.value) or {})["stop_reason"] == "retry_after"
+    assert len(clock.sleeps) == 3
 
 
 @settings(

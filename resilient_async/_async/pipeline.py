@@ -12,9 +12,13 @@ closer to the raise site is never overwritten.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, ParamSpec, TypeVar, cast
 
+from .._core.checks import check_hooks
+from ..instrumentation import Hook
+from ..instrumentation import hooks as scoped_hooks
+from . import _backend
 from .fallback import Fallback
 from .policy import MUST_WAIT, Guard, Policy
 
@@ -29,9 +33,13 @@ class Pipeline(Policy):
 
     Args:
         *policies: The policies, outermost first; at least one.
+        hooks: Hooks (callables taking one event) that receive the events of the policies
+            in this pipeline, for calls through it (installed like `instrumentation.hooks`
+            around each call, so a policy run by the call itself reports to them too).
 
     Raises:
-        TypeError: An argument is not a policy.
+        TypeError: An argument is not a policy, or is a policy of the other flavour (a sync
+            policy in an async pipeline, or the reverse).
         ValueError: No policy was given, or a `Fallback` can never run because a `Fallback`
             inside it already answers every error it would (a value fallback with the default
             `on=` inside another fallback with the default `on=`; a handler can still fail,
@@ -47,20 +55,28 @@ class Pipeline(Policy):
         ... )
     """
 
-    __slots__ = ("_stages", "policies")
+    __slots__ = ("_hooks", "_policies", "_stages")
 
-    def __init__(self, *policies: Policy) -> None:
+    def __init__(self, *policies: Policy, hooks: Iterable[Hook] = ()) -> None:
         if not policies:
             raise ValueError("pipeline needs at least one policy")
         for index, policy in enumerate(policies):
             if not isinstance(policy, Policy):
-                raise TypeError(
-                    f"pipeline argument {index} must be a policy (Retry, CircuitBreaker, "
-                    f"Bulkhead, RateLimiter, Timeout, Fallback, Hedge, Pipeline), got {policy!r}"
-                )
+                raise TypeError(_not_a_policy(index, policy))
         _check_fallbacks_reachable(policies)
-        self.policies: tuple[Policy, ...] = policies
+        self._policies: tuple[Policy, ...] = policies
+        self._hooks: tuple[Hook, ...] = check_hooks(hooks)
         self._stages = _build_stages(policies)
+
+    @property
+    def policies(self) -> tuple[Policy, ...]:
+        """The policies, outermost first."""
+        return self._policies
+
+    @property
+    def hooks(self) -> tuple[Hook, ...]:
+        """The hooks that receive the events of calls through this pipeline."""
+        return self._hooks
 
     def __repr__(self) -> str:
         return f"Pipeline({', '.join(map(repr, self.policies))})"
@@ -70,17 +86,37 @@ class Pipeline(Policy):
         target: Callable[..., Awaitable[Any]] = fn
         for stage in self._stages:
             target = stage(target)
+        if self._hooks:
+            with scoped_hooks(*self._hooks):
+                return cast(T, await target(*args, **kwargs))
         return cast(T, await target(*args, **kwargs))
 
 
-def pipeline(*policies: Policy) -> Pipeline:
+def pipeline(*policies: Policy, hooks: Iterable[Hook] = ()) -> Pipeline:
     """Compose `policies`, outermost first, into one `Pipeline`.
 
     Raises:
-        TypeError: An argument is not a policy.
+        TypeError: An argument is not a policy (or is one of the other flavour).
         ValueError: No policy was given, or a `Fallback` could never run.
     """
-    return Pipeline(*policies)
+    return Pipeline(*policies, hooks=hooks)
+
+
+def _not_a_policy(index: int, value: object) -> str:
+    """Say what is wrong with a pipeline argument that is not a policy of this flavour."""
+    other = [k for k in type(value).__mro__ if k.__name__ == "Policy" and k is not Policy]
+    if other:
+        this, that = ("async", "sync") if _backend.IS_ASYNC else ("sync", "async")
+        home = "resilient_async" if _backend.IS_ASYNC else "resilient_async.sync"
+        return (
+            f"pipeline argument {index} is {value!r}, a {that} policy, in a {this} pipeline: "
+            f"use the {this} policies from {home} (every policy of a pipeline has the "
+            "pipeline's flavour)"
+        )
+    return (
+        f"pipeline argument {index} must be a policy (Retry, CircuitBreaker, Bulkhead, "
+        f"RateLimiter, Timeout, Fallback, Hedge, Pipeline), got {value!r}"
+    )
 
 
 Stage = Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]
@@ -119,9 +155,11 @@ async def _run_guards(
                 token = await guard._guard_wait()
             entered.append((guard, token))
         result = await fn(*args, **kwargs)
+        # unasync: sync-only: _backend.check_result(result, fn, "Pipeline")
     except BaseException as exc:
         error = _exit_all(entered, exc)
         if error is exc:
+            _backend.check_awaited(exc, fn, "Pipeline")  # unasync: remove
             raise
         assert error is not None
         raise error from exc  # a guard's replacement (DeadlineExceeded for its cancellation)

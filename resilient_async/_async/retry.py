@@ -17,19 +17,22 @@ from __future__ import annotations
 import functools
 import math
 import random
+from collections.abc import Iterable
 from contextvars import ContextVar, Token
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, cast
+from datetime import timedelta
+from types import MappingProxyType, TracebackType
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, cast, overload
 
 from .._core.budget import RetryBudgetState, check_budget_config
-from .._core.checks import check_seconds
-from .._core.deadlines import DEADLINE
+from .._core.checks import check_hooks, check_name, check_seconds
+from .._core.deadlines import effective_deadline
 from .._core.no_retry import NO_RETRY
+from .._core.retry_metrics import RetryMetrics
 from ..backoff import Backoff, exponential
 from ..classify import DEFAULT, DefaultType, ErrorClass, OnSpec, compile_on, retry_after
 from ..context import attach_context
-from ..errors import DeadlineExceeded
-from ..instrumentation import emit, enabled
+from ..errors import CircuitOpenError, DeadlineExceeded
+from ..instrumentation import Hook, emit_to, enabled
 from ..stores.base import StateStore
 from ..testing import testing_settings
 from . import _backend
@@ -40,7 +43,7 @@ if TYPE_CHECKING:
     # unasync: sync-only: from collections.abc import Callable, Iterator
     from collections.abc import AsyncIterator, Awaitable, Callable  # unasync: remove
 
-__all__ = ["DEFAULT_ON", "Attempt", "Retry", "RetryBudget", "retry"]
+__all__ = ["DEFAULT_ON", "Attempt", "Retry", "RetryBudget", "RetryMetrics", "retry"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -63,28 +66,40 @@ _ACTIVE_BUDGETS: ContextVar[tuple[RetryBudget, ...]] = ContextVar(
 class Retry(Policy):
     """Run a call again when it fails with a retryable error, waiting between attempts.
 
-    Use `policy.call(fn, *args, **kwargs)`, `@policy` (or `@retry(...)`), or a loop over a
-    block with `attempts()`. One instance may be shared by any number of concurrent calls:
-    it keeps no per-call state.
+    Use `policy.call(fn, *args, **kwargs)`, `@policy` (or `@retry`, `@retry(...)`), or a loop
+    over a block with `attempts()`. One instance may be shared by any number of concurrent
+    calls: it keeps no per-call state (only the counters of `metrics()`).
 
     The loop stops, and the last attempt's exception propagates unchanged (never wrapped),
     for one of these reasons, recorded as `stop_reason` in the exception's error context
     next to `attempt` and `policy`: `"not_retryable"` (`on` does not match it),
     `"attempts"` (all used), `"deadline"` (the next wait would end at or past the effective
     deadline: the error propagates at once instead of after a useless wait), `"budget"` (a
-    `RetryBudget` refused). If `timeout` expires during an attempt, the attempt is
-    cancelled and `DeadlineExceeded` is raised (`stop_reason` `"deadline"`). Cancellation,
-    `KeyboardInterrupt` and `SystemExit` are never caught, so never retried.
+    `RetryBudget` refused), `"retry_after"` (the server's hint is longer than
+    `max_retry_after`, or would end past the deadline), `"circuit_open"` (a circuit
+    breaker inside the retried call rejected it). If `timeout` expires during an attempt,
+    the attempt is cancelled and `DeadlineExceeded` is raised (`stop_reason` `"deadline"`).
+    Cancellation, `KeyboardInterrupt` and `SystemExit` are never caught, so never retried.
+
+    A retry never waits for a circuit breaker: waiting out its `open_for` would only queue
+    every caller for a probe that admits one. A `CircuitOpenError` ends the loop at once
+    unless `on` names `CircuitOpenError` (or a subclass) explicitly, as a type.
 
     The wait before each retry comes from `backoff`. A server's hint (`retry_after(exc)`, a
-    `retry_after` attribute or a Retry-After header) raises it to at least the hint, capped
-    by the backoff's `max` (`constant()` has none); the effective deadline (the earliest of
-    `timeout` and every enclosing deadline) bounds every wait.
+    `retry_after` attribute or a Retry-After header) raises it to the hint, in full (never
+    shortened to the backoff's `max`: retrying sooner only earns another refusal); the
+    effective deadline (the earliest of `timeout` and every enclosing deadline) bounds
+    every wait.
 
-    Events: `retry.attempt_failed` (`attempt`, `exception`) for each failed attempt;
-    `retry.scheduled` (`attempt`: the attempt that failed, `delay`, `exception`) before each
-    wait; `retry.gave_up` (`attempt`, `stop_reason`, `exception`) when the loop stops with
-    an exception.
+    With `on_result`, a result for which the predicate is true is retried like a failure
+    (same backoff, budget and deadline); when the loop stops, the last result is returned.
+
+    Events (`elapsed`: seconds since the loop's first attempt started):
+    `retry.attempt_failed` (`attempt`, `exception` or `result`, `elapsed`) for each failed
+    attempt; `retry.scheduled` (`attempt`: the attempt that failed, `delay`, `exception` or
+    `result`, `elapsed`) before each wait; `retry.gave_up` (`attempt`, `stop_reason`,
+    `exception` or `result`, `elapsed`) when the loop stops without a success. `hooks=`
+    receive this policy's events only, besides the global and scoped hooks.
 
     Under `set_testing(True)` the waits are skipped (the loop still lets other tasks run
     between attempts, and a zero wait never crosses a deadline) and
@@ -96,14 +111,19 @@ class Retry(Policy):
             set of them, or a predicate; default {TRANSIENT, THROTTLED, TIMEOUT}.
         backoff: The wait schedule; default `backoff.exponential()` (0.1 s doubling up to
             10 s, full jitter).
-        timeout: Seconds for the whole loop, attempts and waits included, >= 0; None for no
-            bound of its own (enclosing deadlines still apply).
+        timeout: Seconds (or a `timedelta`) for the whole loop, attempts and waits
+            included, >= 0; None for no bound of its own (enclosing deadlines still apply).
         budget: A `RetryBudget` that every retry must draw on; policies may share one.
-        name: A name for events and error context.
+        name: A name for events and error context (a non-empty str).
+        max_retry_after: The longest server hint (seconds or `timedelta`, >= 0) the loop
+            waits for; a longer one gives up at once (`stop_reason` `"retry_after"`).
+        on_result: A predicate on a successful result: True retries it.
+        hooks: Hooks (callables taking one event) for this policy's events only.
 
     Raises:
-        ValueError: `attempts` < 1, a negative or NaN `timeout`, or an `on` that is empty or
-            names cancellation.
+        ValueError: `attempts` < 1, a negative, NaN or too large `timeout` or
+            `max_retry_after`, an empty `name`, or an `on` that is empty or names
+            cancellation.
         TypeError: An argument of the wrong type.
 
     Example:
@@ -116,11 +136,19 @@ class Retry(Policy):
     __slots__ = (
         "_backoff",
         "_budget",
+        "_budget_refusals",
+        "_calls",
+        "_gave_up",
         "_guarded",
-        "_hint_cap",
+        "_hooks",
+        "_lock",
         "_matches",
         "_max_attempts",
+        "_max_retry_after",
         "_name",
+        "_on_result",
+        "_retries",
+        "_stops_on_open",
         "_timeout",
     )
 
@@ -130,9 +158,12 @@ class Retry(Policy):
         attempts: int = 3,
         on: OnSpec | DefaultType = DEFAULT,
         backoff: Backoff | None = None,
-        timeout: float | None = None,
+        timeout: float | timedelta | None = None,
         budget: RetryBudget | None = None,
         name: str | None = None,
+        max_retry_after: float | timedelta = 60.0,
+        on_result: Callable[[Any], object] | None = None,
+        hooks: Iterable[Hook] = (),
     ) -> None:
         if isinstance(attempts, bool) or not isinstance(attempts, int):
             raise TypeError(f"attempts must be an int >= 1, got {attempts!r}")
@@ -145,23 +176,36 @@ class Retry(Policy):
                 "backoff must be a schedule from resilient_async.backoff (exponential(), "
                 f"constant(), linear()) or a Backoff subclass, got {backoff!r}"
             )
-        if timeout is not None:
-            timeout = check_seconds(timeout, "timeout")
+        self._timeout = None if timeout is None else check_seconds(timeout, "timeout")
         if budget is not None and not isinstance(budget, RetryBudget):
             raise TypeError(f"budget must be a RetryBudget or None, got {budget!r}")
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"name must be a str or None, got {name!r}")
+        if on_result is not None and not callable(on_result):
+            raise TypeError(
+                f"on_result must be a predicate (result) -> bool, or None, got {on_result!r}"
+            )
+        self._name = check_name(name)
+        self._max_retry_after = check_seconds(max_retry_after, "max_retry_after")
+        self._hooks: tuple[Hook, ...] = check_hooks(hooks)
         self._matches = compile_on(on, default=DEFAULT_ON)
+        self._stops_on_open = not _names_circuit_open(on)
         self._max_attempts = attempts
         self._backoff = backoff
-        self._timeout = timeout
         self._budget = budget
-        self._name = name
-        cap = backoff.max
-        self._hint_cap = math.inf if cap is None else cap
-        # Only a timeout or a budget needs work before the first attempt; all else waits for
-        # a failure.
-        self._guarded = timeout is not None or budget is not None
+        self._on_result = on_result
+        # Counters for metrics(): per policy, never per call.
+        self._calls = 0
+        self._retries = 0
+        self._budget_refusals = 0
+        self._gave_up: dict[str, int] = {}
+        self._lock = _backend.Lock()
+        # Only a timeout, a budget, a result predicate or hooks of its own need work before
+        # the first attempt; all else waits for a failure.
+        self._guarded = (
+            self._timeout is not None
+            or budget is not None
+            or on_result is not None
+            or bool(self._hooks)
+        )
 
     @property
     def max_attempts(self) -> int:
@@ -188,10 +232,45 @@ class Retry(Policy):
         """The name used in events and error context."""
         return self._name
 
+    @property
+    def max_retry_after(self) -> float:
+        """The longest server hint the loop waits for, in seconds."""
+        return self._max_retry_after
+
+    @property
+    def on_result(self) -> Callable[[Any], object] | None:
+        """The predicate that retries a result, or None."""
+        return self._on_result
+
+    @property
+    def hooks(self) -> tuple[Hook, ...]:
+        """The hooks that receive this policy's events only."""
+        return self._hooks
+
     def __repr__(self) -> str:
         return (
             f"Retry(attempts={self._max_attempts!r}, backoff={self._backoff!r}, "
-            f"timeout={self._timeout!r}, budget={self._budget!r}, name={self._name!r})"
+            f"timeout={self._timeout!r}, budget={self._budget!r}, name={self._name!r}, "
+            f"max_retry_after={self._max_retry_after!r}, on_result={self._on_result!r})"
+        )
+
+    def metrics(self) -> RetryMetrics:
+        """Return a frozen snapshot of this policy's counters since it was made.
+
+        Counts calls, attempts, retries, loops that gave up (by stop reason) and budget
+        refusals, over every call through this policy (a decorated function's included).
+        """
+        with self._lock:
+            calls = self._calls
+            retries = self._retries
+            gave_up = MappingProxyType(dict(self._gave_up))
+            refusals = self._budget_refusals
+        return RetryMetrics(
+            calls=calls,
+            attempts=calls + retries,
+            retries=retries,
+            gave_up=gave_up,
+            budget_refusals=refusals,
         )
 
     async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
@@ -201,14 +280,26 @@ class Retry(Policy):
             Exception: The last attempt's exception, unchanged, when the loop stops (see the
                 class documentation for the stop reasons).
             DeadlineExceeded: `timeout` expired during an attempt.
+            TypeError: `fn` is a callable of the other flavour (a sync function given to the
+                async policy, or an async one to the sync policy).
         """
+        # unasync: sync-only: _backend.check_deadline()
         if self._guarded:
             return await self._call_guarded(fn, args, kwargs)
+        # unasync: sync-only: with self._lock:
+        # unasync: sync-only:     self._calls += 1
+        self._calls += 1  # unasync: remove
+        start = _backend.current_time() if enabled() else None
         try:
-            return await fn(*args, **kwargs)
+            result = await fn(*args, **kwargs)
         except Exception as exc:
+            _backend.check_awaited(exc, fn, "Retry")  # unasync: remove
             error = exc
-        return await self._retry(_RetryState(self, _ACTIVE_BUDGETS.get()), error, fn, args, kwargs)
+        else:
+            # unasync: sync-only: _backend.check_result(result, fn, "Retry")
+            return result
+        state = _RetryState(self, _ACTIVE_BUDGETS.get(), start=start)
+        return await self._retry(state, error, None, fn, args, kwargs)
 
     def __call__(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
         """Decorate `fn` so that every call of it runs the retry loop.
@@ -224,6 +315,7 @@ class Retry(Policy):
 
             @functools.wraps(fn)
             async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+                # unasync: sync-only: _backend.check_deadline()
                 return await policy._call_guarded(fn, args, kwargs)
 
             return guarded
@@ -231,12 +323,20 @@ class Retry(Policy):
         # The same as `call`, inlined: one frame less on every call of the decorated function.
         @functools.wraps(fn)
         async def retried(*args: P.args, **kwargs: P.kwargs) -> T:
+            # unasync: sync-only: _backend.check_deadline()
+            # unasync: sync-only: with policy._lock:
+            # unasync: sync-only:     policy._calls += 1
+            policy._calls += 1  # unasync: remove
+            start = _backend.current_time() if enabled() else None
             try:
-                return await fn(*args, **kwargs)
+                result = await fn(*args, **kwargs)
             except Exception as exc:
                 error = exc
-            state = _RetryState(policy, _ACTIVE_BUDGETS.get())
-            return await policy._retry(state, error, fn, args, kwargs)
+            else:
+                # unasync: sync-only: _backend.check_result(result, fn, "Retry")
+                return result
+            state = _RetryState(policy, _ACTIVE_BUDGETS.get(), start=start)
+            return await policy._retry(state, error, None, fn, args, kwargs)
 
         return retried
 
@@ -252,6 +352,9 @@ class Retry(Policy):
         Code after the `with` block in the loop body also runs after a swallowed failure:
         keep the work inside the block.
 
+        Raises:
+            TypeError: The policy has an `on_result` predicate: a block has no result.
+
         Example:
             ```python
             async for attempt in Retry(attempts=4).attempts():  # sync: a plain `for`
@@ -259,19 +362,28 @@ class Retry(Policy):
                     order = await submit(payload)
             ```
         """
+        if self._on_result is not None:
+            raise TypeError(
+                "attempts() cannot apply on_result: a block has no result; use call() or "
+                "the decorator, or a Retry without on_result"
+            )
         return _Attempts(self)
 
     async def _call_guarded(
         self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> T:
-        """Run the loop when a timeout or a budget needs work before the first attempt."""
+        """Run the loop when a timeout, a budget, `on_result` or own hooks need work first."""
+        with self._lock:
+            self._calls += 1
         budgets, token = _enter_budget(self._budget)
         try:
-            state = _RetryState(self, budgets)
+            start = _backend.current_time()
+            state = _RetryState(self, budgets, start=start)
             timeout = self._timeout
             if timeout is None:
                 return await self._run(state, fn, args, kwargs)
-            scope = _backend.DeadlineScope(_backend.current_time() + timeout, timeout)
+            scope = _backend.DeadlineScope(start + timeout, timeout)
+            # unasync: sync-only: scope.report_as(self._name, self._hooks)
             try:
                 with scope:
                     return await self._run(state, fn, args, kwargs)
@@ -291,56 +403,98 @@ class Retry(Policy):
         kwargs: dict[str, Any],
     ) -> T:
         try:
-            return await fn(*args, **kwargs)
+            result = await fn(*args, **kwargs)
         except Exception as exc:
-            error = exc
-        return await self._retry(state, error, fn, args, kwargs)
+            _backend.check_awaited(exc, fn, "Retry")  # unasync: remove
+            return await self._retry(state, exc, None, fn, args, kwargs)
+        # unasync: sync-only: _backend.check_result(result, fn, "Retry")
+        on_result = self._on_result
+        if on_result is None or not on_result(result):
+            return result
+        return await self._retry(state, None, result, fn, args, kwargs)
 
     async def _retry(
         self,
         state: _RetryState,
-        error: Exception,
+        error: Exception | None,
+        result: Any,
         fn: Callable[..., Awaitable[T]],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> T:
-        """Go on after a failed attempt: wait and call again until a success or a stop."""
+        """Go on after a failed attempt (an error, or a rejected result): retry or stop."""
+        on_result = self._on_result
         try:
             while True:
-                delay = state.decide(error)
-                if delay is None or (state.owed and not await state.settle(error)):
-                    raise error
+                if error is not None:
+                    delay = state.decide(error)
+                    if delay is None or (state.owed and not await state.settle(error)):
+                        raise error
+                else:
+                    delay = state.decide_result(result)
+                    if delay is None or (state.owed and not await state.settle(None, result)):
+                        return result  # type: ignore[no-any-return]
                 # The wait, inlined: one coroutine less per retry.
                 if delay > 0.0:
                     await _backend.sleep(delay)
                 else:
                     await _backend.yield_now()  # a zero wait still lets other tasks run
-                state.attempt += 1
+                state.next_attempt()
                 try:
-                    return await fn(*args, **kwargs)
+                    result = await fn(*args, **kwargs)
                 except Exception as exc:
                     error = exc
+                    continue
+                error = None
+                # unasync: sync-only: _backend.check_result(result, fn, "Retry")
+                if on_result is None or not on_result(result):
+                    return result  # type: ignore[no-any-return]
         finally:
             del error  # no reference cycle between this frame and the traceback
 
 
+@overload
+def retry(fn: Callable[P, Awaitable[T]], /) -> Callable[P, Awaitable[T]]: ...
+
+
+@overload
 def retry(
     *,
     attempts: int = 3,
     on: OnSpec | DefaultType = DEFAULT,
     backoff: Backoff | None = None,
-    timeout: float | None = None,
+    timeout: float | timedelta | None = None,
     budget: RetryBudget | None = None,
     name: str | None = None,
-) -> Retry:
-    """Return a `Retry` to decorate a function with: `@retry(attempts=5)`.
+    max_retry_after: float | timedelta = 60.0,
+    on_result: Callable[[Any], object] | None = None,
+    hooks: Iterable[Hook] = (),
+) -> Retry: ...
 
-    The same as `Retry(...)` with the same arguments, documented there. The decorated
-    function keeps its signature and metadata, and every call of it runs the retry loop.
+
+def retry(
+    fn: Callable[P, Awaitable[T]] | None = None,
+    /,
+    *,
+    attempts: int = 3,
+    on: OnSpec | DefaultType = DEFAULT,
+    backoff: Backoff | None = None,
+    timeout: float | timedelta | None = None,
+    budget: RetryBudget | None = None,
+    name: str | None = None,
+    max_retry_after: float | timedelta = 60.0,
+    on_result: Callable[[Any], object] | None = None,
+    hooks: Iterable[Hook] = (),
+) -> Retry | Callable[P, Awaitable[T]]:
+    """Return a `Retry` to decorate a function with: `@retry(attempts=5)`, or bare `@retry`.
+
+    The same as `Retry(...)` with the same arguments, documented there. Used bare (no
+    parentheses), it decorates the function with the defaults. The decorated function
+    keeps its signature and metadata, and every call of it runs the retry loop.
 
     Raises:
         ValueError: See `Retry`.
-        TypeError: See `Retry`.
+        TypeError: See `Retry`; also a positional argument that is not a function.
 
     Example:
         ```python
@@ -349,9 +503,26 @@ def retry(
             ...
         ```
     """
-    return Retry(
-        attempts=attempts, on=on, backoff=backoff, timeout=timeout, budget=budget, name=name
+    policy = Retry(
+        attempts=attempts,
+        on=on,
+        backoff=backoff,
+        timeout=timeout,
+        budget=budget,
+        name=name,
+        max_retry_after=max_retry_after,
+        on_result=on_result,
+        hooks=hooks,
     )
+    if fn is None:
+        return policy
+    return policy(fn)
+
+
+def _names_circuit_open(on: object) -> bool:
+    """Tell whether an `on=` argument names `CircuitOpenError` (or a subclass) as a type."""
+    items = on if isinstance(on, tuple) else (on,)
+    return any(isinstance(item, type) and issubclass(item, CircuitOpenError) for item in items)
 
 
 class RetryBudget:
@@ -371,7 +542,7 @@ class RetryBudget:
     Args:
         ratio: Retries earned per call, >= 0 (0.2 = one retry per five calls).
         min_per_second: Retries allowed per second whatever the calls, >= 0.
-        ttl: The window in seconds, > 0.
+        ttl: The window in seconds (or a `timedelta`), >= 1e-6.
         name: The budget's name; required with `store`.
         store: Where the state lives: None for state of this instance's own, a
             `MemoryStore` in which budgets of the same name share one state in this process,
@@ -398,14 +569,13 @@ class RetryBudget:
         self,
         ratio: float = 0.2,
         min_per_second: float = 10.0,
-        ttl: float = 10.0,
+        ttl: float | timedelta = 10.0,
         *,
         name: str | None = None,
         store: StateStore | None = None,
     ) -> None:
         ratio, min_per_second, ttl = check_budget_config(ratio, min_per_second, ttl)
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"name must be a str or None, got {name!r}")
+        name = check_name(name)
         self._ratio = ratio
         self._min_per_second = min_per_second
         self._ttl = ttl
@@ -549,7 +719,16 @@ class Attempt:
 class _Attempts:
     """The iterator behind `Retry.attempts()`: one loop over a block, and its state."""
 
-    __slots__ = ("_current", "_state", "deadline", "delay", "failed", "own_budgets", "policy")
+    __slots__ = (
+        "_current",
+        "_state",
+        "deadline",
+        "delay",
+        "failed",
+        "own_budgets",
+        "policy",
+        "start",
+    )
 
     def __init__(self, policy: Retry) -> None:
         self.policy = policy
@@ -559,6 +738,7 @@ class _Attempts:
         self.own_budgets: tuple[RetryBudget, ...] | None = None  # set while attempts run
         self.delay: float | None = None  # the wait before the next attempt, if it goes on
         self.failed: Exception | None = None  # the error of an attempt owing a withdrawal
+        self.start: float | None = None  # when the first attempt started
 
     def __aiter__(self) -> _Attempts:
         return self
@@ -587,6 +767,9 @@ class _Attempts:
 
     def _start(self) -> None:
         policy = self.policy
+        with policy._lock:
+            policy._calls += 1
+        self.start = _backend.current_time()
         own = policy.budget
         if own is not None:
             enclosing = _ACTIVE_BUDGETS.get()
@@ -604,8 +787,11 @@ class _Attempts:
             if budgets is None:
                 budgets = _ACTIVE_BUDGETS.get()
             deadline = math.inf if self.deadline is None else self.deadline
-            state = self._state = _RetryState(self.policy, budgets, deadline)
+            state = self._state = _RetryState(self.policy, budgets, deadline, start=self.start)
         return state
+
+
+_NO_RESULT: Final[Any] = object()
 
 
 class _RetryState:
@@ -620,16 +806,25 @@ class _RetryState:
         "owed",
         "policy",
         "previous",
+        "start",
     )
 
     def __init__(
-        self, policy: Retry, budgets: tuple[RetryBudget, ...], deadline: float = math.inf
+        self,
+        policy: Retry,
+        budgets: tuple[RetryBudget, ...],
+        deadline: float = math.inf,
+        *,
+        start: float | None = None,
     ) -> None:
         self.policy = policy
         self.budgets = budgets
         # The loop's own deadline when no scope holds it while the loop decides (the
         # `attempts()` form decides between its attempts' scopes); else inf.
         self.deadline = deadline
+        # When the first attempt started, for `elapsed`; None when nobody listened then
+        # (the clock is read on the success path only for hooks).
+        self.start = start
         self.attempt = 1  # the attempt that runs, or that just failed
         self.previous = 0.0  # the backoff's previous delay (decorrelated jitter reads it)
         # Shared budgets a retry must still be withdrawn from (an awaited step) before its wait.
@@ -641,6 +836,20 @@ class _RetryState:
             limit = min(limit, settings.attempts)
         self.limit = limit
 
+    def elapsed(self) -> float:
+        """Seconds since the first attempt started (since now, if that was not read)."""
+        now = _backend.current_time()
+        if self.start is None:
+            self.start = now
+        return now - self.start
+
+    def next_attempt(self) -> None:
+        """Count the attempt that is about to start."""
+        self.attempt += 1
+        policy = self.policy
+        with policy._lock:
+            policy._retries += 1
+
     def decide(self, error: Exception) -> float | None:
         """Return the wait before the next attempt, or None to stop with `error`.
 
@@ -648,48 +857,106 @@ class _RetryState:
         fields to the error's context and emits `retry.gave_up`.
         """
         policy = self.policy
-        attempt = self.attempt
-        hooked = enabled()  # one check, rather than building two events for no hook
-        if hooked:
-            emit("retry.attempt_failed", policy._name, attempt=attempt, exception=error)
+        own = policy._hooks
+        if own or enabled():  # one check, rather than building an event for no hook
+            emit_to(
+                own,
+                "retry.attempt_failed",
+                policy._name,
+                attempt=self.attempt,
+                exception=error,
+                elapsed=self.elapsed(),
+            )
+        if policy._stops_on_open and isinstance(error, CircuitOpenError):
+            self.stop(error, "circuit_open")
+            return None
         if not policy._matches(error) or NO_RETRY.get():
             self.stop(error, "not_retryable")
             return None
+        return self._next_delay(error, retry_after(error), _NO_RESULT)
+
+    def decide_result(self, result: Any) -> float | None:
+        """Like `decide`, for a result that `on_result` rejected: None to return it."""
+        policy = self.policy
+        own = policy._hooks
+        if own or enabled():
+            emit_to(
+                own,
+                "retry.attempt_failed",
+                policy._name,
+                attempt=self.attempt,
+                result=result,
+                elapsed=self.elapsed(),
+            )
+        if NO_RETRY.get():
+            self.stop(None, "not_retryable", result)
+            return None
+        return self._next_delay(None, None, result)
+
+    def _next_delay(self, error: Exception | None, hint: float | None, result: Any) -> float | None:
+        policy = self.policy
+        attempt = self.attempt
         if attempt >= self.limit:
-            self.stop(error, "attempts")
+            self.stop(error, "attempts", result)
             return None
         delay = policy._backoff.delay(attempt, self.previous, _RNG)
         self.previous = delay
-        hint = retry_after(error)
-        if hint is not None and hint > delay:
-            delay = max(delay, min(hint, policy._hint_cap))
+        hinted = False
+        if hint is not None:
+            if hint > policy._max_retry_after:
+                self.stop(error, "retry_after", result)
+                return None
+            if hint >= delay:
+                delay = hint  # in full: the backoff's `max` never shortens a server's hint
+                hinted = True
         if self.no_wait:
             delay = 0.0
-        deadline = DEADLINE.get()
+        deadline = effective_deadline()
         deadline = min(deadline, self.deadline)
         now = _backend.current_time() if deadline != math.inf or self.budgets else 0.0
         if now + delay >= deadline:
-            self.stop(error, "deadline")
+            self.stop(error, "retry_after" if hinted and delay else "deadline", result)
             return None
         owed: tuple[RetryBudget, ...] = ()
         for budget in self.budgets:
             if budget._shared is not None:
                 owed += (budget,)
             elif not budget._try_withdraw(now):
-                self.stop(error, "budget")
+                with policy._lock:
+                    policy._budget_refusals += 1
+                self.stop(error, "budget", result)
                 return None
         self.owed = owed
-        if hooked:
-            emit("retry.scheduled", policy._name, attempt=attempt, delay=delay, exception=error)
+        own = policy._hooks
+        if own or enabled():
+            fields: dict[str, Any] = (
+                {"exception": error} if result is _NO_RESULT else {"result": result}
+            )
+            emit_to(
+                own,
+                "retry.scheduled",
+                policy._name,
+                attempt=attempt,
+                delay=delay,
+                elapsed=self.elapsed(),
+                **fields,
+            )
         return delay
 
-    async def settle(self, error: Exception) -> bool:
-        """Withdraw from the shared budgets `decide` left owed; False (a stop) if one refuses."""
+    async def settle(self, error: Exception | None, result: Any = _NO_RESULT) -> bool:
+        """Withdraw from the shared budgets `decide` left owed; False (a stop) if one refuses.
+
+        `error` is the failed attempt's exception, or None (with `result`) for a result that
+        `on_result` rejected.
+        """
         owed, self.owed = self.owed, ()
         now = _backend.current_time()
         for budget in owed:
             if not await budget._withdraw(now):
-                self.stop(error, "budget")
+                policy = self.policy
+                with policy._lock:
+                    policy._budget_refusals += 1
+                self.stop(error, "budget", result)
                 return False
         return True
 
@@ -699,15 +966,43 @@ class _RetryState:
             await _backend.sleep(delay)
         else:
             await _backend.yield_now()
-        self.attempt += 1
+        self.next_attempt()
 
-    def stop(self, error: Exception, reason: str) -> None:
-        """Record that the loop stops with `error`: context fields and `retry.gave_up`."""
+    def stop(self, error: Exception | None, reason: str, result: Any = _NO_RESULT) -> None:
+        """Record that the loop stops: context fields, counters and `retry.gave_up`.
+
+        `error` is the exception the loop stops with, or None when it stops on a result
+        that `on_result` rejected (which the loop then returns).
+        """
         attempt = self.attempt
-        name = self.policy._name
-        fields = {"attempt": attempt, "policy": name or "Retry", "stop_reason": reason}
-        attach_context(error, fields)
-        emit("retry.gave_up", name, attempt=attempt, stop_reason=reason, exception=error)
+        policy = self.policy
+        name = policy._name
+        with policy._lock:
+            policy._gave_up[reason] = policy._gave_up.get(reason, 0) + 1
+        own = policy._hooks
+        if error is not None:
+            fields = {"attempt": attempt, "policy": name or "Retry", "stop_reason": reason}
+            attach_context(error, fields)
+            if own or enabled():
+                emit_to(
+                    own,
+                    "retry.gave_up",
+                    name,
+                    attempt=attempt,
+                    stop_reason=reason,
+                    exception=error,
+                    elapsed=self.elapsed(),
+                )
+        elif own or enabled():
+            emit_to(
+                own,
+                "retry.gave_up",
+                name,
+                attempt=attempt,
+                stop_reason=reason,
+                result=result,
+                elapsed=self.elapsed(),
+            )
 
 
 def _enter_budget(

@@ -7,23 +7,26 @@ see it through `remaining()` and `current_deadline()`; an inner deadline can nev
 outer one. Only the scope that expired raises `DeadlineExceeded` (a `TimeoutError`).
 
 In async code the expiry cancels the block, and the cancellation is the error's `__cause__`.
-Sync code cannot be interrupted: there the deadline bounds retries and waits, and the scope
-raises when its block returns after the deadline.
+Sync code cannot be interrupted: there the deadline bounds retries and waits, and what starts
+after it is refused with `DeadlineExceeded`; a block that completes late keeps its result
+(the overrun is reported as the event `timeout.overrun`), so finished work is never thrown
+away.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
+from datetime import timedelta
 from types import TracebackType
 from typing import ParamSpec, TypeVar
 
-from .._core.checks import check_seconds
-from .._core.deadlines import DEADLINE
+from .._core.checks import check_hooks, check_name, check_seconds
+from .._core.deadlines import effective_deadline
 from ..context import attach_context
 from ..errors import DeadlineExceeded
-from ..instrumentation import emit
+from ..instrumentation import Hook, emit_to
 from . import _backend
 from .policy import Policy
 
@@ -33,15 +36,18 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def deadline(seconds: float) -> _backend.DeadlineScope:
+def deadline(seconds: float | timedelta) -> _backend.DeadlineScope:
     """Bound the enclosed block to `seconds` from now (a plain `with`).
 
     When the time is up the scope raises `DeadlineExceeded` (async code: the block is
-    cancelled first; sync code: when the block returns). If an enclosing deadline comes
+    cancelled first). Sync code cannot be interrupted: a block that completes late keeps its
+    result and the overrun is reported (event `timeout.overrun`), while waits, retries and
+    guarded calls started after the deadline are refused. If an enclosing deadline comes
     first, that one rules: nesting can shorten, never extend.
 
     Args:
-        seconds: The time allowed, >= 0 (0 expires at the first checkpoint).
+        seconds: The time allowed, >= 0, in seconds or a `timedelta` (0 expires at the
+            first checkpoint).
 
     Raises:
         ValueError: `seconds` is negative or NaN.
@@ -73,17 +79,22 @@ def deadline_at(when: float) -> _backend.DeadlineScope:
     if math.isnan(when):
         raise ValueError("when must be a time on the loop's clock, got nan")
     _backend.current_time()  # raises RuntimeError at once when no event loop runs
-    return _backend.DeadlineScope(float(when), None)
+    return _backend.DeadlineScope(float(when) - _backend.clock_offset(), None)
 
 
 def remaining() -> float:
-    """Return the seconds left under the effective deadline (`math.inf` when there is none)."""
-    return _backend.remaining_until(DEADLINE.get())
+    """Return the seconds left under the effective deadline (`math.inf` when there is none).
+
+    A deadline inherited from a block that has exited (in a task that outlived it) no longer
+    counts.
+    """
+    return _backend.remaining_until(effective_deadline())
 
 
 def current_deadline() -> float:
     """Return the effective deadline on the loop's clock (`math.inf` when there is none)."""
-    return DEADLINE.get()
+    when = effective_deadline()
+    return when if when == math.inf else when + _backend.clock_offset()
 
 
 _entered: ContextVar[tuple[_backend.DeadlineScope, ...]] = ContextVar(
@@ -98,23 +109,45 @@ class Timeout(Policy):
     `async with timeout:`. Inside a `Retry` it bounds each attempt; outside, the whole loop.
     One instance can be shared by any number of concurrent calls.
 
+    In sync code a call that completes after `seconds` returns its result (the overrun is
+    reported as the event `timeout.overrun`); see `deadline`.
+
     Args:
-        seconds: The time each call may take, >= 0.
+        seconds: The time each call may take, >= 0, in seconds or a `timedelta`.
         name: A name for events and error context.
+        hooks: Hooks (callables taking one event) for this policy's events only.
 
     Raises:
-        ValueError: `seconds` is negative or NaN.
-        TypeError: `seconds` is not a number.
+        ValueError: `seconds` is negative, NaN or too large; `name` is empty.
+        TypeError: `seconds` is not a number or a `timedelta`, or `name` not a str.
     """
 
-    __slots__ = ("name", "seconds")
+    __slots__ = ("_hooks", "_name", "_seconds")
 
-    def __init__(self, seconds: float, *, name: str | None = None) -> None:
-        self.seconds = check_seconds(seconds, "seconds")
-        self.name = name
+    def __init__(
+        self, seconds: float | timedelta, *, name: str | None = None, hooks: Iterable[Hook] = ()
+    ) -> None:
+        self._seconds = check_seconds(seconds, "seconds")
+        self._name = check_name(name)
+        self._hooks: tuple[Hook, ...] = check_hooks(hooks)
+
+    @property
+    def seconds(self) -> float:
+        """The time each call may take, in seconds."""
+        return self._seconds
+
+    @property
+    def name(self) -> str | None:
+        """The policy's name, or None."""
+        return self._name
+
+    @property
+    def hooks(self) -> tuple[Hook, ...]:
+        """The hooks that receive this policy's events only."""
+        return self._hooks
 
     def __repr__(self) -> str:
-        return f"Timeout({self.seconds!r}, name={self.name!r})"
+        return f"Timeout({self._seconds!r}, name={self._name!r})"
 
     async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)` bounded by `seconds`.
@@ -122,13 +155,21 @@ class Timeout(Policy):
         Raises:
             DeadlineExceeded: The call ran over (in async code it was cancelled first).
         """
-        scope = _backend.DeadlineScope(None, self.seconds)
+        scope = _backend.DeadlineScope(None, self._seconds)
+        # unasync: sync-only: scope.report_as(self._name, self._hooks)
         try:
             with scope:
-                return await fn(*args, **kwargs)
+                result = await fn(*args, **kwargs)
         except DeadlineExceeded as exc:
             self._expired(scope, exc)
             raise
+        # unasync: begin-remove
+        except Exception as exc:
+            _backend.check_awaited(exc, fn, "Timeout")
+            raise
+        # unasync: end-remove
+        # unasync: sync-only: _backend.check_result(result, fn, "Timeout")
+        return result
 
     async def __aenter__(self) -> _backend.DeadlineScope:
         scope = self._guard_enter()
@@ -148,7 +189,8 @@ class Timeout(Policy):
     # --- the guard protocol, through which a pipeline runs it without a frame of its own ---
 
     def _guard_enter(self) -> _backend.DeadlineScope:
-        scope = _backend.DeadlineScope(None, self.seconds)
+        scope = _backend.DeadlineScope(None, self._seconds)
+        # unasync: sync-only: scope.report_as(self._name, self._hooks)
         scope.__enter__()
         return scope
 
@@ -167,5 +209,7 @@ class Timeout(Policy):
 
     def _expired(self, scope: _backend.DeadlineScope, exc: DeadlineExceeded) -> None:
         if scope.expired:
-            attach_context(exc, {"policy": self.name or "Timeout", "deadline_remaining": 0.0})
-            emit("timeout.expired", self.name, timeout=self.seconds, exception=exc)
+            attach_context(exc, {"policy": self._name or "Timeout", "deadline_remaining": 0.0})
+            emit_to(
+                self._hooks, "timeout.expired", self._name, timeout=self._seconds, exception=exc
+            )

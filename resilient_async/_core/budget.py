@@ -17,7 +17,10 @@ serialises access.
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 from typing import Final
+
+from .checks import check_period
 
 __all__ = ["RetryBudgetState", "check_budget_config"]
 
@@ -25,7 +28,7 @@ DEFAULT_BUCKETS: Final = 10
 
 
 def check_budget_config(
-    ratio: float, min_per_second: float, ttl: float
+    ratio: float, min_per_second: float, ttl: float | timedelta
 ) -> tuple[float, float, float]:
     """Validate a budget's parameters; return them as floats.
 
@@ -36,12 +39,7 @@ def check_budget_config(
     """
     ratio = _finite(ratio, "ratio")
     min_per_second = _finite(min_per_second, "min_per_second")
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float):
-        raise TypeError(f"ttl must be a number of seconds, got {type(ttl).__name__}")
-    ttl = float(ttl)
-    if not 0.0 < ttl < math.inf:  # also rejects NaN
-        raise ValueError(f"ttl must be a finite number of seconds > 0, got {ttl}")
-    return ratio, min_per_second, ttl
+    return ratio, min_per_second, check_period(ttl, "ttl")
 
 
 class RetryBudgetState:
@@ -148,7 +146,10 @@ class RetryBudgetState:
 def _finite(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    result = float(value)
+    try:
+        result = float(value)
+    except OverflowError:
+        raise ValueError(f"{name} is too large: {name} must be a finite number >= 0") from None
     if not 0.0 <= result < math.inf:  # also rejects NaN
         raise ValueError(f"{name} must be a finite number >= 0, got {result}")
     return result

@@ -2,8 +2,8 @@
 
 Hand-written counterpart of `_async/_backend.py` with the same names, so that code generated
 from the async drivers runs unchanged. A sync deadline cannot interrupt a blocking call: it
-bounds retries and waits, and the scope raises `DeadlineExceeded` when the block returns after
-its deadline.
+bounds retries and waits, refuses what starts after it, and never turns a block that
+completed into an error (the overrun is reported as the event `timeout.overrun`).
 """
 
 from __future__ import annotations
@@ -14,22 +14,27 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from types import TracebackType
+from types import CoroutineType, TracebackType
 from typing import Any, Final, TypeVar
 
-from .._core.deadlines import DEADLINE
+from .._core.deadlines import DEADLINE, Deadline, effective_deadline, visible
 from ..errors import DeadlineExceeded
+from ..instrumentation import emit_to
 
 __all__ = [
     "IS_ASYNC",
+    "CoroutineType",
     "REDIS_CLIENT",
     "Background",
     "loop_key",
     "DeadlineScope",
     "Event",
     "Lock",
+    "check_deadline",
     "check_guarded_callable",
+    "check_result",
     "checkpoint",
+    "clock_offset",
     "current_time",
     "is_cancellation",
     "remaining_until",
@@ -50,6 +55,11 @@ REDIS_CLIENT: Final = "redis"
 """The redis-py module whose client this flavour's RedisStore uses."""
 
 current_time = time.monotonic
+
+
+def clock_offset() -> float:
+    """Return 0: sync code reads `time.monotonic`, the library's clock itself."""
+    return 0.0
 
 
 def sleep(seconds: float) -> None:
@@ -99,9 +109,12 @@ class DeadlineScope:
     """Bound the enclosed block by `when` (on `time.monotonic`), as a plain `with`.
 
     Sets the effective deadline that retries and waits respect. It cannot interrupt a
-    blocking call: when the block returns normally after its deadline, and this scope's
-    deadline was the effective one, it raises `DeadlineExceeded`. An error leaving the block
-    passes through unchanged.
+    blocking call, and it never turns a block that completed into an error: a block that
+    returns after its deadline keeps its result (an error leaving it passes unchanged), and
+    the overrun is reported (event `timeout.overrun`, with `timeout` and `overrun`, the
+    seconds past the deadline). What started after the deadline is refused instead: entering
+    a scope once an enclosing deadline has passed raises `DeadlineExceeded` at once, as do
+    the waits (`wait_event`), and a retry stops with its last error.
 
     Args:
         when: The absolute deadline on `time.monotonic`, or None for `timeout` seconds after
@@ -109,12 +122,21 @@ class DeadlineScope:
         timeout: The relative length the user asked for (reported on the error), or None.
     """
 
-    __slots__ = ("_timeout", "_token", "_when")
+    __slots__ = ("_hooks", "_node", "_policy", "_timeout", "_token", "_when", "overrun")
 
     def __init__(self, when: float | None, timeout: float | None = None) -> None:
         self._when = when
         self._timeout = timeout
         self._token: Any = None
+        self._node: Deadline
+        self._policy: str | None = None
+        self._hooks: tuple[Any, ...] = ()
+        self.overrun: float | None = None  # seconds past the deadline when the block returned
+
+    def report_as(self, policy: str | None, hooks: tuple[Any, ...]) -> None:
+        """Name the policy (and its own hooks) that the `timeout.overrun` event comes from."""
+        self._policy = policy
+        self._hooks = hooks
 
     @property
     def deadline(self) -> float | None:
@@ -128,10 +150,22 @@ class DeadlineScope:
 
     def __enter__(self) -> DeadlineScope:
         when = self._when
-        if when is None:
+        outer = DEADLINE.get()
+        ahead = visible(outer)
+        if ahead is not None:
+            now = time.monotonic()
+            if now >= ahead.when:
+                # Started after the deadline: refused, as a wait would be.
+                raise DeadlineExceeded(self._timeout)
+            if when is None:
+                when = self._when = now + self._timeout  # type: ignore[operator]
+        elif when is None:
             when = self._when = time.monotonic() + self._timeout  # type: ignore[operator]
-        if when < DEADLINE.get():
-            self._token = DEADLINE.set(when)
+        if ahead is None or when < ahead.when:
+            # No owner: a sync scope cannot interrupt anything, so async code run inside
+            # it (asyncio.run) enforces it itself.
+            self._node = node = Deadline(when, None, outer)
+            self._token = DEADLINE.set(node)
         return self
 
     def __exit__(
@@ -142,10 +176,16 @@ class DeadlineScope:
     ) -> None:
         if self._token is None:
             return
+        self._node.open = False
         DEADLINE.reset(self._token)
         self._token = None
-        if exc_type is None and time.monotonic() >= self._when:  # type: ignore[operator]
-            raise DeadlineExceeded(self._timeout)
+        overrun = time.monotonic() - self._when  # type: ignore[operator]
+        if overrun >= 0.0:
+            # The work is done: its result (or its own error) stands; say it ran late.
+            self.overrun = overrun
+            emit_to(
+                self._hooks, "timeout.overrun", self._policy, timeout=self._timeout, overrun=overrun
+            )
 
 
 def remaining_until(when: float) -> float:
@@ -179,7 +219,7 @@ def wait_event(event: Event, seconds: float) -> bool:
     in sync code the wait stops at the deadline and `DeadlineExceeded` is raised here.
     Cancellation propagates; the event may have been set just before it arrived.
     """
-    limit = min(seconds, remaining_until(DEADLINE.get()))
+    limit = min(seconds, remaining_until(effective_deadline()))
     if event.wait(None if limit > threading.TIMEOUT_MAX else limit):
         return True
     if limit < seconds:
@@ -194,6 +234,40 @@ def yield_now() -> None:
     `asyncio.sleep(0)` and on trio `trio.lowlevel.checkpoint()`, called directly rather than
     through anyio's per-call backend lookup. In sync code there is nothing to yield to.
     """
+
+
+def check_result(result: object, fn: object, policy: str) -> None:
+    """Refuse a coroutine as a sync callable's result: `fn` was an async callable.
+
+    The coroutine has not run (nothing of `fn`'s body happened); it is closed, so that no
+    "never awaited" warning follows, and the call fails at once, before the policy records
+    anything.
+
+    Raises:
+        TypeError: `result` is a coroutine.
+    """
+    if type(result) is CoroutineType:
+        result.close()
+        name = getattr(fn, "__qualname__", None) or repr(fn)
+        raise TypeError(
+            f"{policy}.call needs a sync callable, but {name} returned a coroutine: it is "
+            f"an async callable; use resilient_async.{policy} (awaited) for async code"
+        )
+
+
+def check_deadline() -> None:
+    """Refuse a guarded call that starts once the effective deadline has passed.
+
+    A sync deadline cannot interrupt what runs, so it refuses what starts late instead (a
+    call that completes late keeps its result, see `DeadlineScope`). No clock read without
+    a deadline.
+
+    Raises:
+        DeadlineExceeded: The effective deadline has passed.
+    """
+    deadline = effective_deadline()
+    if deadline != math.inf and current_time() >= deadline:
+        raise DeadlineExceeded(None)
 
 
 # --- for clients of I/O libraries (redis-py's sync client) -------------------------------

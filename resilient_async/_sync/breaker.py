@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
+from datetime import timedelta
 from types import TracebackType
-from typing import Final, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar
 
 from .._core.breaker import (
     NEEDS_TIME,
@@ -33,16 +34,25 @@ from .._core.breaker import (
     NeedsTime,
     Transition,
 )
-from .._core.checks import check_int, check_seconds
+from .._core.checks import (
+    check_hooks,
+    check_int,
+    check_name,
+    check_period,
+    check_seconds,
+)
 from .._core.window import CountWindow, TimeWindow, Window
 from ..classify import DEFAULT, DefaultType, ErrorClass, OnSpec, compile_on
 from ..context import PreparedFields, attach_context
 from ..errors import CircuitOpenError
-from ..instrumentation import emit
+from ..instrumentation import Hook, emit_to
 from ..stores.base import StateStore
 from . import _backend
-from .policy import Policy
+from .policy import MUST_WAIT, Policy
 from .ports import BreakerConfig, BreakerPort, MemoryBreakerPort
+
+if TYPE_CHECKING:
+    from .shared_breaker import SharedBreaker
 
 __all__ = ["BreakerMetrics", "BreakerState", "CircuitBreaker", "StateStore"]
 
@@ -103,10 +113,20 @@ class CircuitBreaker(Policy):
         store: None for state of its own, or a store through which instances given the
             same store and name share one state: `stores.MemoryStore` in this process,
             `stores.RedisStore` across processes (see "Running many replicas").
+        consecutive_failures: Instead of a failure rate, open after this many failures in a
+            row (an int >= 1; any success in between starts the count again), as pybreaker's
+            and aiobreaker's `fail_max` do. It cannot be combined with `failure_rate`,
+            `window`, `window_type` or `min_calls` (leave them at their defaults).
+        hooks: Hooks (callables taking one event) for this breaker's events only, besides
+            the global and scoped hooks.
+
+    Durations (`open_for`, `slow_call_duration`, a time `window`) are seconds or
+    `datetime.timedelta`.
 
     Raises:
         ValueError: An argument is out of range, or `store` is given without a `name`, or a
-            breaker of that name exists in the store with another configuration.
+            breaker of that name exists in the store with another configuration, or
+            `consecutive_failures` is combined with a rate-window setting.
         TypeError: An argument has the wrong type.
 
     Example:
@@ -119,12 +139,13 @@ class CircuitBreaker(Policy):
     __slots__ = (
         "_context_fields",
         "_core",
+        "_hooks",
         "_is_failure",
         "_lock",
-        "_shared",
+        "_name",
+        "_remote",
         "_slow_after",
         "_timed",
-        "name",
     )
 
     def __init__(
@@ -132,18 +153,23 @@ class CircuitBreaker(Policy):
         name: str | None = None,
         *,
         failure_rate: float = 0.5,
-        window: float = 100,
+        window: float | timedelta = 100,
         window_type: Literal["count", "time"] = "count",
         min_calls: int = 10,
-        open_for: float = 30.0,
+        open_for: float | timedelta = 30.0,
         half_open_calls: int = 1,
-        slow_call_duration: float | None = None,
+        slow_call_duration: float | timedelta | None = None,
         slow_call_rate: float = 1.0,
         on: OnSpec | DefaultType = DEFAULT,
         store: StateStore | None = None,
+        consecutive_failures: int | None = None,
+        hooks: Iterable[Hook] = (),
     ) -> None:
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"name must be a str or None, got {name!r}")
+        name = check_name(name)
+        if consecutive_failures is not None:
+            failure_rate, window, window_type, min_calls = _consecutive(
+                consecutive_failures, failure_rate, window, window_type, min_calls
+            )
         failure_rate = _check_rate(failure_rate, "failure_rate")
         slow_call_rate = _check_rate(slow_call_rate, "slow_call_rate")
         window = _check_window(window, window_type)
@@ -155,7 +181,8 @@ class CircuitBreaker(Policy):
             if slow_call_duration == 0.0:
                 raise ValueError("slow_call_duration must be > 0 seconds or None, got 0.0")
         self._is_failure = compile_on(on, default=DEFAULT_ON)
-        self.name = name
+        self._hooks: tuple[Hook, ...] = check_hooks(hooks)
+        self._name = name
         # The error context fields for each state, built once: the error path only looks up.
         self._context_fields = {
             state: PreparedFields(
@@ -177,7 +204,7 @@ class CircuitBreaker(Policy):
             max(open_for, MIN_PROBE_TIMEOUT),
         )
 
-        def new_port() -> BreakerPort:
+        def new_port() -> MemoryBreakerPort:
             sliding: Window = (
                 CountWindow(int(window)) if window_type == "count" else TimeWindow(window)
             )
@@ -192,26 +219,42 @@ class CircuitBreaker(Policy):
             )
             return MemoryBreakerPort(core)
 
+        # A store may answer with a port of its own kind (a remote one), not the memory one.
+        make: Callable[[], BreakerPort] = new_port
         if store is None:
-            port = new_port()
+            port = make()
         elif not isinstance(store, StateStore):
             raise TypeError(f"store must be a MemoryStore, a RedisStore or None, got {store!r}")
         elif name is None:
             raise ValueError("name is required with store=: instances share state by name")
         else:
-            port = store.shared("breaker", name, config, new_port, flavour=_FLAVOUR)
-        self._shared: BreakerPort | None = None
-        if isinstance(port, MemoryBreakerPort):
-            self._core, self._lock = port.core, port.lock
-        else:
-            # State behind a server: every step is awaited, so another class drives it.
-            from .shared_breaker import SharedCircuitBreaker
+            port = store.shared("breaker", name, config, make, flavour=_FLAVOUR)
+        self._remote: SharedBreaker | None = None
+        if not isinstance(port, MemoryBreakerPort):
+            # State behind a server: every step is awaited, so a driver of its own takes
+            # them. The breaker's own core is held forced open, so that the closed fast
+            # path never admits and its slow branch hands each call over: the memory
+            # breaker's hot path gains no check.
+            from .shared_breaker import SharedBreaker
 
-            self._shared = port
-            self.__class__ = SharedCircuitBreaker
+            self._remote = SharedBreaker(self, port, _now)
+            port = new_port()
+            port.core.force_open(0.0)
+        assert isinstance(port, MemoryBreakerPort)
+        self._core, self._lock = port.core, port.lock
 
     def __repr__(self) -> str:
-        return f"CircuitBreaker({self.name!r}, state={self.state!r})"
+        return f"CircuitBreaker({self._name!r}, state={self.state!r})"
+
+    @property
+    def name(self) -> str | None:
+        """The breaker's name, or None."""
+        return self._name
+
+    @property
+    def hooks(self) -> tuple[Hook, ...]:
+        """The hooks that receive this breaker's events only."""
+        return self._hooks
 
     # --- guarding calls -----------------------------------------------------------------
 
@@ -222,8 +265,11 @@ class CircuitBreaker(Policy):
             CircuitOpenError: The breaker is open, forced open, or half-open with every
                 probe permit taken (a fresh error each time, with `retry_after`).
         """
+        _backend.check_deadline()
         ticket = self._core.fast_ticket
         if ticket is None:
+            if self._remote is not None:
+                return self._remote.call(fn, *args, **kwargs)
             ticket = self._admit()
         if self._timed:
             return self._call_timed(ticket, fn, *args, **kwargs)
@@ -235,6 +281,8 @@ class CircuitBreaker(Policy):
         except BaseException:
             self._cancelled(ticket)
             raise
+        if type(result) is _backend.CoroutineType:
+            self._check_result(ticket, result, fn)
         # The hot path: one core call and no clock read. Async code takes no lock: no other
         # task runs between the call's end and this line.
         with self._lock:
@@ -256,12 +304,17 @@ class CircuitBreaker(Policy):
         except BaseException:
             self._cancelled(ticket)
             raise
+        if type(result) is _backend.CoroutineType:
+            self._check_result(ticket, result, fn)
         self._succeeded_timed(ticket, start)
         return result
 
     def __enter__(self) -> CircuitBreaker:
         """Admit the block as one call, or raise `CircuitOpenError`."""
-        self._push_block(*self._guard_enter())
+        token = self._guard_enter()
+        if token is MUST_WAIT:
+            token = self._guard_wait()
+        self._push_block(*token)
         return self
 
     def __exit__(
@@ -271,7 +324,11 @@ class CircuitBreaker(Policy):
         tb: TracebackType | None,
     ) -> None:
         """Record the block's outcome like that of a call; never suppress its error."""
-        self._guard_exit(self._pop_block(), exc)
+        token = self._pop_block()
+        if self._remote is not None:
+            self._remote.exit(*token, exc)
+            return
+        self._guard_exit(token, exc)
 
     def _push_block(self, ticket: int, start: float) -> None:
         _blocks.set((*_blocks.get(), (self, ticket, start)))
@@ -288,14 +345,25 @@ class CircuitBreaker(Policy):
 
     # --- the guard protocol, through which a pipeline runs it without a frame of its own ---
 
-    def _guard_enter(self) -> tuple[int, float]:
+    @property
+    def _guard_folds(self) -> bool:  # type: ignore[override]
+        # A shared breaker's exit awaits the store: a pipeline runs it through `call`.
+        return self._remote is None
+
+    def _guard_enter(self) -> Any:
+        _backend.check_deadline()
         ticket = self._core.fast_ticket
         if ticket is None:
+            if self._remote is not None:
+                return MUST_WAIT  # admission is a step of the store: `_guard_wait` takes it
             ticket = self._admit()
         return ticket, (_backend.current_time() if self._timed else 0.0)
 
     def _guard_wait(self) -> tuple[int, float]:
-        return self._guard_enter()  # admission never waits: it passes or is rejected
+        remote = self._remote
+        if remote is None:  # admission in memory never waits: it passes or is rejected
+            return self._guard_enter()  # type: ignore[no-any-return]
+        return remote.enter(), _backend.current_time()
 
     def _guard_exit(self, token: tuple[int, float], error: BaseException | None) -> None:
         ticket, start = token
@@ -321,10 +389,12 @@ class CircuitBreaker(Policy):
         "Now" is the backend's clock: the running loop's in async code, `time.monotonic()` in
         the sync API. Read where no loop runs (at import time, after `asyncio.run` returned,
         from another thread), async code falls back to `time.monotonic()`, which is the
-        clock of asyncio's default loop, so the answer is exact there; with another clock
-        (trio's, a virtual one) only the time-driven transitions may be off. Reading never
-        changes the state.
+        library's clock on asyncio's default loop and on trio's real clock (its offset taken
+        out), so the answer is exact there; with a virtual clock only the time-driven
+        transitions may be off. Reading never changes the state.
         """
+        if self._remote is not None:
+            return self._remote.state()
         now = _now()
         with self._lock:
             return self._core.peek(now)
@@ -334,6 +404,8 @@ class CircuitBreaker(Policy):
 
         "Now" is read as for `state`; taking a snapshot changes nothing.
         """
+        if self._remote is not None:
+            return self._remote.metrics()
         now = _now()
         with self._lock:
             return self._core.metrics(now)
@@ -343,6 +415,9 @@ class CircuitBreaker(Policy):
 
         Probes in flight lose their permits; calls in flight count as nothing.
         """
+        if self._remote is not None:
+            self._remote.control("force_open")
+            return
         now = _now()
         with self._lock:
             transitions = self._core.force_open(now)
@@ -350,6 +425,9 @@ class CircuitBreaker(Policy):
 
     def disable(self) -> None:
         """Let every call pass until `reset()`: outcomes are still recorded, it never opens."""
+        if self._remote is not None:
+            self._remote.control("disable")
+            return
         now = _now()
         with self._lock:
             transitions = self._core.disable(now)
@@ -360,6 +438,9 @@ class CircuitBreaker(Policy):
 
         Calls in flight when it is reset count as nothing when they finish.
         """
+        if self._remote is not None:
+            self._remote.control("reset")
+            return
         now = _now()
         with self._lock:
             transitions = self._core.reset(now)
@@ -380,11 +461,12 @@ class CircuitBreaker(Policy):
             self._report(admission.transitions)
         if admission.ticket != REJECTED:
             return admission.ticket
-        error = CircuitOpenError(self.name, admission.retry_after)
+        error = CircuitOpenError(self._name, admission.retry_after)
         attach_context(error, self._context_fields[admission.state])
-        emit(
+        emit_to(
+            self._hooks,
             "breaker.rejected",
-            self.name,
+            self._name,
             state=admission.state,
             retry_after=admission.retry_after,
         )
@@ -407,7 +489,7 @@ class CircuitBreaker(Policy):
         with self._lock:
             transitions = self._core.on_success(ticket, end, slow)
         if slow:
-            emit("breaker.slow_call", self.name, duration=duration, failed=False)
+            emit_to(self._hooks, "breaker.slow_call", self._name, duration=duration, failed=False)
         if transitions:
             self._report(transitions)
 
@@ -431,10 +513,18 @@ class CircuitBreaker(Policy):
                 transitions = core.on_success(ticket, end, slow)
             state = core.state
         if slow:
-            emit("breaker.slow_call", self.name, duration=duration, failed=failed)
+            emit_to(self._hooks, "breaker.slow_call", self._name, duration=duration, failed=failed)
         if transitions:
             self._report(transitions)
         attach_context(exc, self._context_fields[state])
+
+    def _check_result(self, ticket: int, result: object, fn: object) -> None:
+        """Refuse an async callable's coroutine: it counts as nothing."""
+        try:
+            _backend.check_result(result, fn, "CircuitBreaker")
+        except TypeError:
+            self._cancelled(ticket)  # gives a probe's permit back
+            raise
 
     def _cancelled(self, ticket: int) -> None:
         """Give a cancelled probe's permit back; a cancelled call counts as nothing."""
@@ -448,9 +538,10 @@ class CircuitBreaker(Policy):
 
     def _report(self, transitions: tuple[Transition, ...]) -> None:
         for transition in transitions:
-            emit(
+            emit_to(
+                self._hooks,
                 "breaker.state_changed",
-                self.name,
+                self._name,
                 old_state=transition.old,
                 new_state=transition.new,
             )
@@ -479,7 +570,7 @@ def _check_rate(value: float, param: str) -> float:
     return float(value)
 
 
-def _check_window(window: float, window_type: str) -> float:
+def _check_window(window: float | timedelta, window_type: str) -> float:
     if window_type not in _WINDOW_TYPES:
         raise ValueError(f"window_type must be 'count' or 'time', got {window_type!r}")
     if window_type == "count":
@@ -491,12 +582,31 @@ def _check_window(window: float, window_type: str) -> float:
         if window < 1:
             raise ValueError(f"window must be >= 1 calls with window_type='count', got {window}")
         return window
-    if isinstance(window, bool) or not isinstance(window, int | float):
-        raise TypeError(
-            f"window must be a number of seconds > 0 with window_type='time', got {window!r}"
+    return check_period(window, "window")  # seconds or a timedelta, with window_type='time'
+
+
+def _consecutive(
+    count: int, failure_rate: float, window: object, window_type: str, min_calls: int
+) -> tuple[float, int, Literal["count"], int]:
+    """Translate `consecutive_failures=N` into its window: the last N calls all failed.
+
+    N failures in a row are exactly a count window of N calls with a failure rate of 1.0
+    and N calls at least, so the rate machinery serves unchanged (and the hot path too).
+    """
+    count = check_int(count, "consecutive_failures", 1)
+    given = [
+        param
+        for param, value, default in (
+            ("failure_rate", failure_rate, 0.5),
+            ("window", window, 100),
+            ("window_type", window_type, "count"),
+            ("min_calls", min_calls, 10),
         )
-    if not 0.0 < window < math.inf:  # also rejects NaN
+        if value != default or type(value) is not type(default)
+    ]
+    if given:
         raise ValueError(
-            f"window must be a finite number of seconds > 0 with window_type='time', got {window!r}"
+            f"consecutive_failures cannot be combined with {', '.join(given)}: it opens after "
+            "N failures in a row, with no rate window; give one or the other"
         )
-    return float(window)
+    return 1.0, count, "count", count

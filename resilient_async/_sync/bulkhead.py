@@ -8,29 +8,44 @@ with plain arithmetic: it waits for nothing but the call itself. A freed slot is
 to the longest waiter, which stays counted as running from that moment; a waiter that is then
 cancelled before it resumes (CPython gh-90155, anyio #947) passes the slot on, and a waiter
 whose `max_wait` passed is taken out of the queue before it is rejected, so it never holds one.
+
+With `queue="codel"` the ledger is a `CoDelLedger`: which waiter gets a freed slot depends on
+the time, so the slot is reserved and a `_Dispatch` token is woken instead, which reads the
+clock and picks the waiter; each waiter also wakes when it is due to be shed. The FIFO path
+is untouched by this.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
+from datetime import timedelta
 from types import TracebackType
-from typing import NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, NoReturn, ParamSpec, Protocol, TypeVar
 
-from .._core.bulkhead import BulkheadLedger, BulkheadMetrics
-from .._core.checks import check_int, check_seconds
+from .._core.bulkhead import QUEUE_DISCIPLINES, BulkheadLedger, BulkheadMetrics, CoDelLedger
+from .._core.checks import check_hooks, check_int, check_name, check_positive, check_seconds
 from ..context import PreparedFields, attach_context
 from ..errors import BulkheadFullError
-from ..instrumentation import emit
+from ..instrumentation import Hook, emit_to
 from . import _backend
 from .keyed import Keyed
 from .policy import MUST_WAIT, Policy
+
+if TYPE_CHECKING:
+    from .adaptive import AdaptiveBulkhead
 
 __all__ = ["Bulkhead", "BulkheadMetrics", "KeyedBulkhead"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
+
+
+class _Wakeable(Protocol):
+    """What the ledger hands a slot to: a waiter's event, or a CoDel dispatch token."""
+
+    def set(self) -> None: ...
 
 
 class Bulkhead(Policy):
@@ -42,17 +57,34 @@ class Bulkhead(Policy):
     Use it through `call`, as a decorator, or as a context manager around a block.
     Unlike a semaphore it also rejects: its queue is bounded, so an overloaded dependency
     sheds load instead of piling up callers. For one bulkhead per tenant or host, see
-    `Bulkhead.per_key`.
+    `Bulkhead.per_key`; for a limit that follows the dependency's latency,
+    `Bulkhead.adaptive`.
+
+    With `queue="codel"`, waiters are served in FIFO order only while the queue drains. When
+    it stands (every waiter of the last `codel_interval` seconds waited longer than
+    `codel_target`), a freed slot goes to the newest waiter and a waiter that has waited
+    `codel_interval` is rejected: under overload the calls that run stay fast, at the price
+    of fairness (adaptive LIFO with CoDel).
 
     Args:
         max_concurrent: How many calls may run at once, an int >= 1.
         max_queue: How many callers may wait for a slot, an int >= 0 (0: never wait).
-        max_wait: The longest a caller waits in the queue, in seconds >= 0, or None for no
-            limit but the effective deadline.
+        max_wait: The longest a caller waits in the queue, in seconds >= 0 (or a
+            `timedelta`), or None for no limit but the effective deadline. Only with a
+            queue (`max_queue` >= 1).
         name: A name for events, errors and error context.
+        hooks: Hooks (callables taking one event) for this bulkhead's events only.
+        queue: The queue discipline, "fifo" or "codel".
+        codel_target: With "codel", the queueing delay that is acceptable, seconds > 0.
+        codel_interval: With "codel", how long the delay must stay above the target before
+            the queue counts as standing, and the longest wait in a standing queue,
+            seconds > 0.
+
+    The configuration is read-only (`max_concurrent`, `max_queue`, `max_wait`, `name`,
+    `queue`, `codel_target`, `codel_interval`).
 
     Raises:
-        ValueError: An argument is out of range.
+        ValueError: An argument is out of range, or `max_wait` is given without a queue.
         TypeError: An argument has the wrong type.
 
     Example:
@@ -61,14 +93,20 @@ class Bulkhead(Policy):
     """
 
     __slots__ = (
+        "__weakref__",  # a per-key registry finds a bulkhead still in use through one
+        "_codel",
+        "_codel_interval",
+        "_codel_target",
         "_context",
+        "_hooks",
         "_ledger",
         "_lock",
+        "_max_concurrent",
+        "_max_queue",
+        "_max_wait",
+        "_name",
+        "_queue",
         "_wait_limit",
-        "max_concurrent",
-        "max_queue",
-        "max_wait",
-        "name",
     )
 
     def __init__(
@@ -76,26 +114,101 @@ class Bulkhead(Policy):
         max_concurrent: int,
         *,
         max_queue: int = 0,
-        max_wait: float | None = None,
+        max_wait: float | timedelta | None = None,
         name: str | None = None,
+        hooks: Iterable[Hook] = (),
+        queue: str = "fifo",
+        codel_target: float = 0.005,
+        codel_interval: float = 0.1,
     ) -> None:
-        self.max_concurrent = check_int(max_concurrent, "max_concurrent", 1)
-        self.max_queue = check_int(max_queue, "max_queue", 0)
-        self.max_wait = None if max_wait is None else check_seconds(max_wait, "max_wait")
-        self.name = name
-        self._wait_limit = math.inf if self.max_wait is None else self.max_wait
-        self._ledger: BulkheadLedger[_backend.Event] = BulkheadLedger(
-            self.max_concurrent, self.max_queue
-        )
+        self._max_concurrent = check_int(max_concurrent, "max_concurrent", 1)
+        self._max_queue = check_int(max_queue, "max_queue", 0)
+        self._max_wait = None if max_wait is None else check_seconds(max_wait, "max_wait")
+        if self._max_wait is not None and self._max_queue == 0:
+            raise ValueError(
+                f"max_wait={self._max_wait:g} has no effect with max_queue=0 (no caller ever "
+                "waits): give max_queue >= 1, or leave max_wait None"
+            )
+        self._name = name = check_name(name)
+        self._hooks: tuple[Hook, ...] = check_hooks(hooks)
+        if queue not in QUEUE_DISCIPLINES:
+            raise ValueError(f"queue must be 'fifo' or 'codel', got {queue!r}")
+        self._queue = queue
+        self._codel_target = check_positive(codel_target, "codel_target")
+        self._codel_interval = check_positive(codel_interval, "codel_interval")
+        self._wait_limit = math.inf if self._max_wait is None else self._max_wait
+        self._codel: CoDelLedger[_Wakeable] | None = None
+        self._ledger: BulkheadLedger[_Wakeable]
+        if queue == "codel":
+            self._ledger = self._codel = CoDelLedger(
+                self._max_concurrent,
+                self._max_queue,
+                target=self._codel_target,
+                interval=self._codel_interval,
+                dispatch=_Dispatch(self),
+            )
+        else:
+            self._ledger = BulkheadLedger(self._max_concurrent, self._max_queue)
         self._lock = _backend.Lock()
         # Merged into the error context of errors raised here or passing through.
         self._context = PreparedFields({"policy": name or "Bulkhead"})
 
     def __repr__(self) -> str:
+        codel = (
+            f", queue='codel', codel_target={self._codel_target!r}, "
+            f"codel_interval={self._codel_interval!r}"
+            if self._codel is not None
+            else ""
+        )
         return (
             f"Bulkhead({self.max_concurrent!r}, max_queue={self.max_queue!r}, "
-            f"max_wait={self.max_wait!r}, name={self.name!r})"
+            f"max_wait={self.max_wait!r}, name={self.name!r}{codel})"
         )
+
+    @property
+    def limit(self) -> int:
+        """How many calls may run at once now (fixed here; it moves on an adaptive one)."""
+        return self._ledger.limit
+
+    @property
+    def queue(self) -> str:
+        """The queue discipline, "fifo" or "codel"."""
+        return self._queue
+
+    @property
+    def codel_target(self) -> float:
+        """With "codel", the queueing delay that is acceptable, in seconds."""
+        return self._codel_target
+
+    @property
+    def codel_interval(self) -> float:
+        """With "codel", how long a standing queue lasts before it counts, in seconds."""
+        return self._codel_interval
+
+    @property
+    def max_concurrent(self) -> int:
+        """How many calls may run at once."""
+        return self._max_concurrent
+
+    @property
+    def max_queue(self) -> int:
+        """How many callers may wait for a slot."""
+        return self._max_queue
+
+    @property
+    def max_wait(self) -> float | None:
+        """The longest a caller waits in the queue, in seconds, or None."""
+        return self._max_wait
+
+    @property
+    def name(self) -> str | None:
+        """The bulkhead's name, or None."""
+        return self._name
+
+    @property
+    def hooks(self) -> tuple[Hook, ...]:
+        """The hooks that receive this bulkhead's events only."""
+        return self._hooks
 
     @property
     def in_use(self) -> int:
@@ -122,6 +235,7 @@ class Bulkhead(Policy):
             BulkheadFullError: No slot and no queue room, or `max_wait` passed while queued
                 (a fresh instance each time).
         """
+        _backend.check_deadline()
         ledger = self._ledger
         # Async state changes never span an await, so the async twin needs no lock here (a
         # no-op lock would cost a third of the guard); the sync twin takes the thread lock.
@@ -138,6 +252,9 @@ class Bulkhead(Policy):
         except BaseException:
             self._free(ledger.cancel)
             raise
+        if type(result) is _backend.CoroutineType:
+            self._free(ledger.cancel)
+            _backend.check_result(result, fn, "Bulkhead")
         with self._lock:
             waiter = ledger.complete()
         if waiter is not None:
@@ -160,13 +277,15 @@ class Bulkhead(Policy):
     # --- the guard protocol, through which a pipeline runs it without a frame of its own ---
 
     def _guard_enter(self) -> object:
+        _backend.check_deadline()
         ledger = self._ledger
         with self._lock:
             admitted = ledger.try_admit()
         return None if admitted else MUST_WAIT
 
-    def _guard_wait(self) -> None:
+    def _guard_wait(self) -> object:
         self._wait_for_slot()
+        return None
 
     def _guard_exit(self, token: None, error: BaseException | None) -> None:
         ledger = self._ledger
@@ -180,6 +299,51 @@ class Bulkhead(Policy):
             attach_context(error, self._context)
         else:
             self._free(ledger.cancel)
+
+    @staticmethod
+    def adaptive(
+        *,
+        initial: int = 20,
+        min_limit: int = 1,
+        max_limit: int = 1000,
+        algorithm: str = "gradient",
+        max_queue: int = 0,
+        max_wait: float | timedelta | None = None,
+        name: str | None = None,
+        hooks: Iterable[Hook] = (),
+        queue: str = "fifo",
+        codel_target: float = 0.005,
+        codel_interval: float = 0.1,
+    ) -> AdaptiveBulkhead:
+        """Build a bulkhead whose limit follows the dependency's measured latency.
+
+        See `AdaptiveBulkhead` for the algorithms ("gradient", "aimd") and what counts as a
+        sample; the other arguments are those of `Bulkhead`.
+
+        Raises:
+            ValueError: `min_limit > max_limit`, `initial` outside them, an unknown
+                algorithm or queue discipline, or another argument out of range.
+            TypeError: An argument has the wrong type.
+
+        Example:
+            >>> search = Bulkhead.adaptive(initial=10, max_limit=200, max_queue=50)
+            >>> await search.call(query, "kittens")  # search.limit moves with latency
+        """
+        from .adaptive import AdaptiveBulkhead
+
+        return AdaptiveBulkhead(
+            initial=initial,
+            min_limit=min_limit,
+            max_limit=max_limit,
+            algorithm=algorithm,
+            max_queue=max_queue,
+            max_wait=max_wait,
+            name=name,
+            hooks=hooks,
+            queue=queue,
+            codel_target=codel_target,
+            codel_interval=codel_interval,
+        )
 
     @staticmethod
     def per_key(
@@ -217,6 +381,9 @@ class Bulkhead(Policy):
 
     def _wait_for_slot(self) -> None:
         """Queue for a slot, or raise; return once a slot was handed to this caller."""
+        if self._codel is not None:
+            self._wait_in_codel_queue(self._codel)
+            return
         ledger = self._ledger
         with self._lock:
             # Sync code: another thread may have freed a slot since the first look.
@@ -242,7 +409,56 @@ class Bulkhead(Policy):
         if timed_out:
             self._reject(f"no slot within max_wait={self.max_wait}s")
 
-    def _free(self, outcome: Callable[[], _backend.Event | None]) -> None:
+    def _wait_in_codel_queue(self, ledger: CoDelLedger[_Wakeable]) -> None:
+        """Queue for a slot under CoDel: woken with a slot, or when due to be shed."""
+        now = _backend.current_time()
+        with self._lock:
+            if ledger.try_admit():
+                return
+            waiter = _backend.Event()
+            queued = ledger.enqueue_at(waiter, now)
+        if not queued:
+            self._reject("no free slot and the queue is full")
+        give_up_at = now + self._wait_limit
+        while True:
+            with self._lock:
+                shed_at = ledger.shed_at(waiter)
+            if shed_at is None:
+                return  # a slot was handed over between two waits
+            wake_at = min(shed_at, give_up_at)
+            try:
+                granted = _backend.wait_event(waiter, max(0.0, wake_at - _backend.current_time()))
+            except BaseException:
+                with self._lock:
+                    successor = ledger.cancel_wait_at(waiter, _backend.current_time())
+                if successor is not None:
+                    successor.set()
+                raise
+            if granted:
+                return
+            now = _backend.current_time()
+            with self._lock:
+                verdict = ledger.expire(waiter, now, now >= give_up_at)
+            if verdict == "granted":
+                return
+            if verdict == "rejected":
+                if now >= give_up_at:
+                    self._reject(f"no slot within max_wait={self.max_wait}s")
+                self._reject(
+                    f"shed after waiting {self._codel_interval}s in a standing queue (codel)"
+                )
+
+    def _dispatch(self) -> None:
+        """Hand a slot reserved by the CoDel ledger to the waiter it picks now."""
+        codel = self._codel
+        assert codel is not None
+        now = _backend.current_time()
+        with self._lock:
+            waiter = codel.pick(now)
+        if waiter is not None:
+            waiter.set()
+
+    def _free(self, outcome: Callable[[], _Wakeable | None]) -> None:
         """Count a finished call with `outcome` and wake the waiter its slot went to."""
         with self._lock:
             waiter = outcome()
@@ -253,9 +469,10 @@ class Bulkhead(Policy):
         ledger = self._ledger
         error = BulkheadFullError(self.name, reason)
         attach_context(error, self._context)
-        emit(
+        emit_to(
+            self._hooks,
             "bulkhead.rejected",
-            self.name,
+            self._name,
             reason=reason,
             in_use=ledger.running,
             queued=len(ledger.waiters),
@@ -270,19 +487,20 @@ class KeyedBulkhead(Keyed[K, Bulkhead]):
     """One `Bulkhead` per key, built on first use; idle ones are forgotten.
 
     `keyed[key]` returns the key's bulkhead, to use like any other (as a context manager,
-    through `.call`, or inside a pipeline). Look it up for each call rather than keeping it:
-    a bulkhead that is idle (nothing running or queued) and not looked up for `idle_ttl`
-    seconds is dropped, and when more than `max_keys` are held, idle ones are dropped least
-    recently used first.
-    A busy bulkhead is never dropped, so its limit always holds; a dropped one loses only its
-    counters. Memory stays bounded by `max_keys` plus the keys with calls in progress.
+    through `.call`, or inside a pipeline). Look it up for each call rather than keeping it.
+    At most `max_keys` keys are held (a hard bound; each lookup costs O(1)): a new key beyond
+    that evicts the least recently used one, and an idle bulkhead (nothing running or queued)
+    not looked up for `idle_ttl` seconds is dropped. Eviction never splits a key's limit: a
+    bulkhead still in use (a call running or queued in it) is handed back to its key's next
+    caller, so its limit always holds. A key whose bulkhead nobody uses any more gets a fresh
+    one (all slots free, counters at zero).
 
     Args:
         max_concurrent: Each key's limit, an int >= 1.
         max_queue: Each key's queue size, an int >= 0.
         max_wait: Each key's longest wait in seconds >= 0, or None (the effective deadline).
         name: A name for events and errors (each key's bulkhead is named `name[key]`).
-        max_keys: How many keys to keep before dropping idle ones, an int >= 1.
+        max_keys: How many keys to hold at most, an int >= 1.
         idle_ttl: Seconds after its last lookup at which an idle key is dropped, >= 0.
 
     Raises:
@@ -314,3 +532,15 @@ class KeyedBulkhead(Keyed[K, Bulkhead]):
 
 def _bulkhead_is_idle(bulkhead: Bulkhead, now: float) -> bool:
     return bulkhead._ledger.is_idle()
+
+
+class _Dispatch:
+    """The token a CoDel ledger returns for a reserved slot: setting it picks the waiter."""
+
+    __slots__ = ("_bulkhead",)
+
+    def __init__(self, bulkhead: Bulkhead) -> None:
+        self._bulkhead = bulkhead
+
+    def set(self) -> None:
+        self._bulkhead._dispatch()

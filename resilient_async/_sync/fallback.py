@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from contextvars import ContextVar
+from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, cast
 
-from .._core.checks import check_int, check_positive
+from .._core.checks import check_hooks, check_int, check_name, check_period
 from ..classify import DEFAULT, DefaultType, ErrorClass, OnSpec, classify, compile_on
 from ..context import attach_context
-from ..instrumentation import emit
+from ..instrumentation import Hook, emit_to
 from . import _backend
 from .policy import Policy
 
@@ -51,55 +52,81 @@ class Fallback(Policy, Generic[R]):
 
     Give exactly one of `value` and `handler`. The handler is called with the exception first,
     then the call's own arguments; its own error propagates with the original error as its
-    `__context__`, so nothing is hidden.
+    `__context__`, so nothing is hidden. In async code the handler may be a coroutine
+    function or a plain function (called directly, its result used as is: handy for a quick
+    default that needs no I/O); in sync code it must be a plain function.
 
     Args:
         value: The value to return instead of the error.
-        handler: A callable `(exc, *args, **kwargs) -> result` (a coroutine function in async
-            code) computing the replacement.
+        handler: A callable `(exc, *args, **kwargs) -> result` computing the replacement.
         on: Which errors fall back (see `compile_on`); default: every `Exception` except those
             classified PERMANENT. Cancellation never falls back.
         name: A name for events and error context.
+        hooks: Hooks (callables taking one event) for this fallback's events only.
 
     Raises:
-        ValueError: Both or neither of `value` and `handler` were given.
-        TypeError: `handler` is not callable, or `on` is of an unsupported kind.
+        ValueError: Both or neither of `value` and `handler` were given, or `name` is empty.
+        TypeError: `handler` is not callable (or, in sync code, is a coroutine function), or
+            `on` is of an unsupported kind.
 
     Example:
         >>> @Fallback(value=[])
         ... async def recommendations(user_id: str) -> list[str]: ...
     """
 
-    __slots__ = ("_handler", "_last_good", "_matches", "_on_is_default", "_value", "name")
+    __slots__ = (
+        "_handler",
+        "_hooks",
+        "_last_good",
+        "_matches",
+        "_name",
+        "_on_is_default",
+        "_value",
+    )
 
     def __init__(
         self,
         value: R = _NOT_GIVEN,
         *,
-        handler: Callable[..., R] | None = None,
+        handler: Callable[..., R | R] | None = None,
         on: OnSpec | DefaultType = DEFAULT,
         name: str | None = None,
+        hooks: Iterable[Hook] = (),
     ) -> None:
         if (value is _NOT_GIVEN) == (handler is None):
             raise ValueError("give exactly one of value= and handler=, got both or neither")
         if handler is not None and not callable(handler):
             raise TypeError(f"handler must be a callable, got {handler!r}")
+        if handler is not None:
+            _backend.check_guarded_callable(handler, "handler")
         self._value = value
         self._handler = handler
         self._matches = compile_on(on, default=_not_permanent)
         self._on_is_default = on is DEFAULT
         self._last_good: _LastGood | None = None
-        self.name = name
+        self._name = check_name(name)
+        self._hooks: tuple[Hook, ...] = check_hooks(hooks)
+
+    @property
+    def name(self) -> str | None:
+        """The fallback's name, or None."""
+        return self._name
+
+    @property
+    def hooks(self) -> tuple[Hook, ...]:
+        """The hooks that receive this fallback's events only."""
+        return self._hooks
 
     @classmethod
     def last_good(
         cls,
-        ttl: float,
+        ttl: float | timedelta,
         *,
         key: Callable[..., Hashable] | None = None,
         max_entries: int = 1024,
         on: OnSpec | DefaultType = DEFAULT,
         name: str | None = None,
+        hooks: Iterable[Hook] = (),
     ) -> Fallback[Any]:
         """Serve the last successful result for the same key when a call fails.
 
@@ -110,21 +137,22 @@ class Fallback(Policy, Generic[R]):
         `max_entries` keys are kept, least recently used first out.
 
         Args:
-            ttl: How old a remembered result may be, in seconds (> 0).
+            ttl: How old a remembered result may be, in seconds (or a `timedelta`), >= 1e-6.
             key: A callable taking the call's arguments and returning a hashable key.
             max_entries: How many keys to remember (>= 1).
             on: Which errors fall back (default as for `Fallback`).
             name: A name for events and error context.
+            hooks: Hooks for this fallback's events only.
 
         Raises:
-            ValueError: `ttl` <= 0 or `max_entries` < 1.
+            ValueError: `ttl` too short (< 1e-6 s) or not finite, or `max_entries` < 1.
             TypeError: `key` is not callable.
         """
-        ttl = check_positive(ttl, "ttl")
+        ttl = check_period(ttl, "ttl")
         max_entries = check_int(max_entries, "max_entries", 1)
         if key is not None and not callable(key):
             raise TypeError(f"key must be a callable returning a hashable key, got {key!r}")
-        fallback: Fallback[Any] = Fallback(value=None, on=on, name=name)
+        fallback: Fallback[Any] = Fallback(value=None, on=on, name=name, hooks=hooks)
         fallback._last_good = _LastGood(ttl, key, max_entries)
         return fallback
 
@@ -135,7 +163,7 @@ class Fallback(Policy, Generic[R]):
 
     def __repr__(self) -> str:
         kind = "last_good" if self._last_good else "handler" if self._handler else "value"
-        return f"Fallback({kind}, name={self.name!r})"
+        return f"Fallback({kind}, name={self._name!r})"
 
     def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)`; on a matched error, return the fallback's answer.
@@ -144,6 +172,7 @@ class Fallback(Policy, Generic[R]):
             Exception: The original error when it is not matched by `on` (or `last_good` has
                 nothing fresh for the key); the handler's error, chained to the original.
         """
+        _backend.check_deadline()
         last_good = self._last_good
         try:
             result = fn(*args, **kwargs)
@@ -152,10 +181,11 @@ class Fallback(Policy, Generic[R]):
                 raise
             if last_good is not None:
                 return cast(T, self._serve_last_good(last_good, exc, args, kwargs))
-            emit("fallback.used", self.name, exception=exc)
+            emit_to(self._hooks, "fallback.used", self._name, exception=exc)
             if self._handler is None:
                 return cast(T, self._value)
             return cast(T, self._run_handler(exc, args, kwargs))
+        _backend.check_result(result, fn, "Fallback")
         if last_good is not None:
             last_good.remember(args, kwargs, result, _backend.current_time())
         return result
@@ -164,9 +194,11 @@ class Fallback(Policy, Generic[R]):
         assert self._handler is not None
         token = _degraded.set(True)
         try:
-            return self._handler(exc, *args, **kwargs)
+            answer = self._handler(exc, *args, **kwargs)
+            _backend.check_result(answer, self._handler, "Fallback")
+            return answer
         except Exception as failed:
-            attach_context(failed, {"policy": self.name or "Fallback", "fallback": "failed"})
+            attach_context(failed, {"policy": self._name or "Fallback", "fallback": "failed"})
             raise
         finally:
             _degraded.reset(token)
@@ -181,7 +213,7 @@ class Fallback(Policy, Generic[R]):
         found, value = last_good.lookup(args, kwargs, _backend.current_time())
         if not found:
             raise exc
-        emit("fallback.used", self.name, exception=exc, stale=True)
+        emit_to(self._hooks, "fallback.used", self._name, exception=exc, stale=True)
         return value
 
 

@@ -12,21 +12,25 @@ vain. A waiter that is cancelled gives its reservation back, and the waiters beh
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
+from datetime import timedelta
 from types import TracebackType
-from typing import Any, Final, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NoReturn, ParamSpec, TypeVar
 
 from .._core.bucket import Reservation, TokenBucket
-from .._core.checks import check_positive, check_seconds
-from .._core.deadlines import DEADLINE
+from .._core.checks import check_hooks, check_name, check_period, check_positive, check_seconds
+from .._core.deadlines import effective_deadline
 from ..context import PreparedFields, attach_context
 from ..errors import RateLimitedError
-from ..instrumentation import emit
+from ..instrumentation import Hook, emit_to
 from ..stores.base import StateStore
 from . import _backend
 from .keyed import Keyed
 from .policy import MUST_WAIT, Policy
 from .ports import LimiterConfig, LimiterPort, MemoryLimiterPort
+
+if TYPE_CHECKING:
+    from .shared_ratelimit import SharedLimiter
 
 __all__ = ["KeyedRateLimiter", "RateLimiter"]
 
@@ -62,6 +66,9 @@ class RateLimiter(Policy):
         store: A store through which limiters of the same name (and settings) share one
             bucket: `stores.MemoryStore` in this process, `stores.RedisStore` across
             processes; None gives this limiter its own.
+        hooks: Hooks (callables taking one event) for this limiter's events only.
+
+    `per` and `max_wait` accept a `datetime.timedelta` too. The configuration is read-only.
 
     Raises:
         ValueError: An argument is out of range, or `store` holds a limiter of that name
@@ -74,43 +81,54 @@ class RateLimiter(Policy):
     """
 
     __slots__ = (
+        "__weakref__",  # a per-key registry finds a limiter still in use through one
+        "_burst",
         "_context",
-        "_shared",
+        "_hooks",
+        "_max_wait",
+        "_name",
+        "_per",
+        "_rate",
+        "_remote",
         "_state",
         "_wait_limit",
-        "burst",
-        "max_wait",
-        "name",
-        "per",
-        "rate",
     )
 
     def __init__(
         self,
         rate: float,
-        per: float = 1.0,
+        per: float | timedelta = 1.0,
         *,
         burst: float | None = None,
-        max_wait: float | None = 0.0,
+        max_wait: float | timedelta | None = 0.0,
         name: str | None = None,
         store: StateStore | None = None,
+        hooks: Iterable[Hook] = (),
     ) -> None:
-        self.rate = check_positive(rate, "rate")
-        self.per = check_positive(per, "per")
+        self._rate = check_positive(rate, "rate")
+        self._per = check_period(per, "per")
         if burst is None:
-            burst = max(self.rate, 1.0)
+            burst = max(self._rate, 1.0)
         elif isinstance(burst, bool) or not isinstance(burst, int | float):
             raise TypeError(f"burst must be a number >= 1 (tokens), got {burst!r}")
-        elif not 1 <= burst < math.inf:
-            raise ValueError(f"burst must be a finite number >= 1, got {burst!r}")
-        self.burst = float(burst)
-        self.max_wait = None if max_wait is None else check_seconds(max_wait, "max_wait")
-        self._wait_limit = math.inf if self.max_wait is None else self.max_wait
-        self.name = name
+        else:
+            burst = check_positive(burst, "burst")
+            if burst < 1:
+                raise ValueError(f"burst must be a finite number >= 1, got {burst!r}")
+        self._burst = float(burst)
+        self._max_wait = None if max_wait is None else check_seconds(max_wait, "max_wait")
+        self._wait_limit = math.inf if self._max_wait is None else self._max_wait
+        self._name = name = check_name(name)
+        self._hooks: tuple[Hook, ...] = check_hooks(hooks)
         # Merged into the error context of errors raised here or passing through.
         self._context = PreparedFields({"policy": name or "RateLimiter"})
-        per_second = self.rate / self.per
-        burst_tokens = self.burst
+        per_second = self._rate / self._per
+        if not per_second < math.inf:
+            raise ValueError(
+                f"rate / per must be a finite number of tokens per second, got {rate!r} per "
+                f"{self._per:g} s"
+            )
+        burst_tokens = self._burst
 
         def new_port() -> LimiterPort:
             return MemoryLimiterPort(TokenBucket(per_second, burst_tokens))
@@ -122,17 +140,18 @@ class RateLimiter(Policy):
         elif name is None:
             raise TypeError("a RateLimiter given a store= needs a name= to share it under")
         else:
-            config = LimiterConfig(per_second, self.burst)
+            config = LimiterConfig(per_second, self._burst)
             port = store.shared("limiter", name, config, new_port, flavour=_FLAVOUR)
-        self._shared: LimiterPort | None = None
-        if isinstance(port, MemoryLimiterPort):
-            self._state = port
-        else:
-            # Tokens behind a server: every take is awaited, so another class drives it.
-            from .shared_ratelimit import SharedRateLimiter
+        self._remote: SharedLimiter | None = None
+        if not isinstance(port, MemoryLimiterPort):
+            # Tokens behind a server: every take is awaited, so a driver of its own takes
+            # them. The limiter holds a bucket that never has a token, so its fast path
+            # always falls through to the waiting path, which hands the take over.
+            from .shared_ratelimit import NoTokens, SharedLimiter
 
-            self._shared = port
-            self.__class__ = SharedRateLimiter
+            self._remote = SharedLimiter(self, port)
+            port = MemoryLimiterPort(NoTokens(per_second, burst_tokens))
+        self._state = port
 
     def __repr__(self) -> str:
         return (
@@ -141,8 +160,38 @@ class RateLimiter(Policy):
         )
 
     @property
+    def rate(self) -> float:
+        """Tokens added every `per` seconds."""
+        return self._rate
+
+    @property
+    def per(self) -> float:
+        """The period of `rate`, in seconds."""
+        return self._per
+
+    @property
+    def burst(self) -> float:
+        """The bucket's size."""
+        return self._burst
+
+    @property
+    def max_wait(self) -> float | None:
+        """The longest a caller may wait for its tokens, in seconds, or None."""
+        return self._max_wait
+
+    @property
+    def name(self) -> str | None:
+        """The limiter's name, or None."""
+        return self._name
+
+    @property
+    def hooks(self) -> tuple[Hook, ...]:
+        """The hooks that receive this limiter's events only."""
+        return self._hooks
+
+    @property
     def queued(self) -> int:
-        """How many callers wait for tokens now."""
+        """How many callers wait for tokens now (0 with a shared store: none queue here)."""
         return self._state.bucket.waiting
 
     def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
@@ -151,6 +200,7 @@ class RateLimiter(Policy):
         Raises:
             RateLimitedError: No token within `max_wait` or before the effective deadline.
         """
+        _backend.check_deadline()
         state = self._state
         # Async state changes never span an await, so the async twin needs no lock on this
         # path (a no-op lock would cost more than the bucket); the sync twin takes it.
@@ -159,10 +209,12 @@ class RateLimiter(Policy):
         if not took:
             self._wait_for_tokens(1)
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
         except Exception as exc:
             attach_context(exc, self._context)
             raise
+        _backend.check_result(result, fn, "RateLimiter")
+        return result
 
     def acquire(self, tokens: float = 1) -> None:
         """Take `tokens` tokens, waiting in FIFO order for them if `max_wait` allows.
@@ -175,8 +227,11 @@ class RateLimiter(Policy):
             RateLimitedError: The tokens cannot be had within `max_wait` or before the
                 deadline; `retry_after` says when they could.
             ValueError: `tokens` is not > 0, or exceeds `burst` (it could never be served).
-            TypeError: `tokens` is not a number.
+            TypeError: `tokens` is not a number (a bool is not accepted).
         """
+        if type(tokens) is not int or tokens != 1:
+            self._check_tokens(tokens)  # before touching the bucket: bad input changes nothing
+        _backend.check_deadline()
         state = self._state
         with state.lock:
             took = state.bucket.try_take(tokens, _backend.current_time())
@@ -191,13 +246,20 @@ class RateLimiter(Policy):
 
         Raises:
             ValueError: `tokens` is not > 0, or exceeds `burst`.
-            TypeError: `tokens` is not a number.
+            TypeError: `tokens` is not a number (a bool is not accepted), or the limiter
+                has a shared store (its bucket cannot be read without I/O).
         """
+        if type(tokens) is not int or tokens != 1:
+            self._check_tokens(tokens)  # before touching the bucket: bad input changes nothing
         state = self._state
         with state.lock:
             if state.bucket.try_take(tokens, _backend.current_time()):
                 return True
-        self._check_tokens(tokens)
+        if self._remote is not None:
+            raise TypeError(
+                "try_acquire never waits and does no I/O, so it cannot take tokens from a "
+                "RateLimiter with a shared store; use `acquire` on a limiter with max_wait=0"
+            )
         return False
 
     def __enter__(self) -> RateLimiter:
@@ -216,6 +278,7 @@ class RateLimiter(Policy):
     # --- the guard protocol, through which a pipeline runs it without a frame of its own ---
 
     def _guard_enter(self) -> object:
+        _backend.check_deadline()
         state = self._state
         with state.lock:
             took = state.bucket.try_take(1, _backend.current_time())
@@ -268,6 +331,9 @@ class RateLimiter(Policy):
     def _wait_for_tokens(self, tokens: float) -> None:
         """Reserve `tokens` and wait for them, or reject at once."""
         self._check_tokens(tokens)
+        if self._remote is not None:
+            self._remote.take(tokens)
+            return
         state = self._state
         bucket = state.bucket
         with state.lock:
@@ -276,7 +342,7 @@ class RateLimiter(Policy):
             if wait == 0.0 and bucket.try_take(tokens, now):
                 return  # sync code: another thread's reservation was given back meanwhile
             # Waiting up to the deadline itself is useless: the call would start expired.
-            if wait > self._wait_limit or now + wait >= DEADLINE.get():
+            if wait > self._wait_limit or now + wait >= effective_deadline():
                 reservation = None
             else:
                 reservation = bucket.reserve(tokens, now)
@@ -301,19 +367,24 @@ class RateLimiter(Policy):
 
     def _check_tokens(self, tokens: float) -> None:
         if isinstance(tokens, bool) or not isinstance(tokens, int | float):
-            raise TypeError(f"tokens must be a number > 0, got {tokens!r}")
-        if not 0 < tokens <= self.burst:
+            raise TypeError(
+                f"tokens must be a number > 0 and <= burst ({self._burst:g}), got {tokens!r}"
+            )
+        if not tokens > 0:  # also rejects NaN
+            raise ValueError(f"tokens must be > 0, got {tokens!r}")
+        if not tokens <= self._burst:
             raise ValueError(
-                f"tokens must be > 0 and <= burst ({self.burst:g}), got {tokens!r}: "
+                f"tokens must be <= burst ({self._burst:g}), got {tokens!r}: "
                 "a request larger than the bucket could never be served"
             )
 
     def _reject(self, tokens: float, retry_after: float) -> NoReturn:
         error = RateLimitedError(self.name, retry_after)
         attach_context(error, self._context)
-        emit(
+        emit_to(
+            self._hooks,
             "limiter.rejected",
-            self.name,
+            self._name,
             tokens=tokens,
             retry_after=retry_after,
             exception=error,
@@ -326,11 +397,14 @@ class KeyedRateLimiter(Keyed[K, RateLimiter]):
 
     `keyed[key]` returns the key's limiter, to use like any other (as a context manager,
     through `.acquire` or `.call`, or inside a pipeline). Look it up for each call rather
-    than keeping it. A limiter whose bucket is full again with nobody waiting behaves exactly
-    like a new one, so dropping it loses nothing: such limiters not looked up for `idle_ttl`
-    seconds are dropped, and when more than `max_keys` are held, idle ones are dropped least
-    recently used first. A limiter still refilling or with waiters is never dropped, so no
-    key ever gets a fresh burst early.
+    than keeping it. At most `max_keys` keys are held (a hard bound; each lookup costs O(1)):
+    a new key beyond that evicts the least recently used one, refilling or not, and a limiter
+    whose bucket is full again with nobody waiting is dropped once not looked up for
+    `idle_ttl` seconds (it behaves exactly like a new one, so that loses nothing). A limiter
+    still in use (a caller waiting or holding it) is handed back to its key's next caller.
+    An evicted key that nobody uses gets a fresh limiter with a full bucket: size `max_keys`
+    above the number of keys active within a refill period, or evicted keys get their burst
+    again early.
 
     Args:
         rate: Each key's rate, a finite number > 0 of tokens every `per` seconds.
@@ -338,7 +412,7 @@ class KeyedRateLimiter(Keyed[K, RateLimiter]):
         burst: Each key's bucket size, >= 1 (default `rate`, at least 1).
         max_wait: Each key's longest wait in seconds >= 0, or None (the effective deadline).
         name: A name for events and errors (each key's limiter is named `name[key]`).
-        max_keys: How many keys to keep before dropping idle ones, an int >= 1.
+        max_keys: How many keys to hold at most, an int >= 1.
         idle_ttl: Seconds after its last lookup at which an idle key is dropped, >= 0.
 
     Raises:

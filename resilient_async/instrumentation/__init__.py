@@ -6,7 +6,8 @@ time, and fields of that kind (`event.attempt`, `event.delay`, ...). Hooks are p
 taking one event. Install them for the process with `set_hooks`, or for a block (and the tasks
 it starts) with `hooks(...)`. A hook that raises is logged and never breaks the call.
 
-When no hook is installed, emitting costs one global check and one context-variable read.
+Until a hook is installed (with `set_hooks` or a first `hooks()` block), emitting an event
+costs one check of a module global.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = [
     "PrometheusHook",
     "StructlogHook",
     "emit",
+    "emit_to",
     "enabled",
     "get_hooks",
     "hooks",
@@ -98,6 +100,10 @@ Hook = Callable[[Event], object]
 
 _global_hooks: tuple[Hook, ...] = ()
 _scoped_hooks: ContextVar[tuple[Hook, ...]] = ContextVar("resilient_async.hooks", default=())
+# False until a process-wide hook is set or a first `hooks()` block is entered: until then
+# emitting costs this one check. It stays True after a `hooks()` block, because tasks that
+# block started may outlive it and still carry its hooks in their context.
+_maybe_active = False
 
 
 def set_hooks(new_hooks: Iterable[Hook]) -> None:
@@ -106,12 +112,13 @@ def set_hooks(new_hooks: Iterable[Hook]) -> None:
     Raises:
         TypeError: An item is not callable.
     """
-    global _global_hooks
+    global _global_hooks, _maybe_active
     checked = tuple(new_hooks)
     for hook in checked:
         if not callable(hook):
             raise TypeError(f"hooks must be callables taking one event, got {hook!r}")
     _global_hooks = checked
+    _maybe_active = _maybe_active or bool(checked)
 
 
 def get_hooks() -> tuple[Hook, ...]:
@@ -126,9 +133,11 @@ def hooks(*extra: Hook) -> Iterator[None]:
     Raises:
         TypeError: An argument is not callable.
     """
+    global _maybe_active
     for hook in extra:
         if not callable(hook):
             raise TypeError(f"hooks must be callables taking one event, got {hook!r}")
+    _maybe_active = _maybe_active or bool(extra)
     token = _scoped_hooks.set(_scoped_hooks.get() + extra)
     try:
         yield
@@ -138,6 +147,8 @@ def hooks(*extra: Hook) -> Iterator[None]:
 
 def emit(kind: str, policy: str | None, /, **fields: Any) -> None:
     """Send an event to every active hook; a failing hook is logged, never raised."""
+    if not _maybe_active:
+        return
     active = _global_hooks + _scoped_hooks.get() if _global_hooks else _scoped_hooks.get()
     if not active:
         return
@@ -151,16 +162,42 @@ def emit(kind: str, policy: str | None, /, **fields: Any) -> None:
             _log.exception("resilient_async hook %r failed on %s", hook, kind)
 
 
+def emit_to(own: tuple[Hook, ...], kind: str, policy: str | None, /, **fields: Any) -> None:
+    """Like `emit`, and also send the event to `own`: a policy's own hooks (its `hooks=`).
+
+    The policy's hooks run after the process-wide and scoped ones; they see only the events
+    of the policy that holds them.
+    """
+    if not own:
+        if _maybe_active:
+            emit(kind, policy, **fields)
+        return
+    active = _global_hooks + _scoped_hooks.get() + own
+    from ..context import current_context
+
+    event = Event(kind, policy, current_context(), fields)
+    for hook in active:
+        try:
+            hook(event)
+        except Exception:
+            _log.exception("resilient_async hook %r failed on %s", hook, kind)
+
+
 def enabled() -> bool:
     """Tell whether any hook would receive an event here (to skip building costly fields)."""
-    return bool(_global_hooks or _scoped_hooks.get())
+    return _maybe_active and bool(_global_hooks or _scoped_hooks.get())
 
 
 class LoggingHook:
-    """A hook that logs each event through the standard `logging` module.
+    """A hook that logs each event through the standard `logging` module, one line each.
 
-    Records carry `kind` and `policy` as attributes (`extra`) and name both in the message;
-    rejections and give-ups log at WARNING, everything else at INFO (DEBUG for slow noise).
+    Records carry `kind` and `policy` as attributes (`extra`, with the event as `event`) and
+    name both in the message (`policy=` is left out for an unnamed policy). An event's
+    exception is shown on the same line as `ExcType: message`; a traceback is attached only
+    when work finally fails (`retry.gave_up`, `compensation.failed`, `supervisor.gave_up`): a
+    failed attempt that is retried, a rejection or a fallback is an expected outcome, not a
+    crash. Rejections and give-ups log
+    at WARNING, everything else at INFO.
 
     Args:
         logger: The logger to use; `logging.getLogger("resilient_async")` when omitted.
@@ -173,28 +210,54 @@ class LoggingHook:
             "bulkhead.rejected",
             "limiter.rejected",
             "timeout.expired",
+            "timeout.overrun",
             "compensation.failed",
             "store.degraded",
             "supervisor.child_crashed",
             "supervisor.gave_up",
         }
     )
+    # The events that mean work failed for good: the only ones logged with a traceback.
+    _TRACEBACK_KINDS = frozenset({"retry.gave_up", "compensation.failed", "supervisor.gave_up"})
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
         self.logger = logger if logger is not None else _log
 
     def __call__(self, event: Event) -> None:
         """Log `event` at the level its kind calls for."""
-        level = logging.WARNING if event.kind in self._WARNING_KINDS else logging.INFO
+        kind = event.kind
+        level = logging.WARNING if kind in self._WARNING_KINDS else logging.INFO
         if not self.logger.isEnabledFor(level):
             return
-        details = " ".join(f"{k}={v!r}" for k, v in event.fields.items() if k != "exception")
+        parts = [kind]
+        if event.policy is not None:
+            parts.append(f"policy={event.policy}")
+        exception = event.fields.get("exception")
+        for key, value in event.fields.items():
+            if key != "exception":
+                parts.append(f"{key}={_one_line(value)}")
+        if isinstance(exception, BaseException):
+            parts.append(f"exception={_describe(exception)}")
+        traceback = exception if kind in self._TRACEBACK_KINDS else None
         self.logger.log(
             level,
-            "%s policy=%s %s",
-            event.kind,
-            event.policy,
-            details,
-            extra={"kind": event.kind, "policy": event.policy, "event": event},
-            exc_info=event.fields.get("exception"),
+            "%s",
+            " ".join(parts),
+            extra={"kind": kind, "policy": event.policy, "event": event},
+            exc_info=traceback if isinstance(traceback, BaseException) else None,
         )
+
+
+_MAX_FIELD = 200
+
+
+def _one_line(value: object) -> str:
+    text = repr(value).replace("\n", " ")
+    return text if len(text) <= _MAX_FIELD else text[: _MAX_FIELD - 3] + "..."
+
+
+def _describe(exc: BaseException) -> str:
+    message = str(exc).replace("\n", " ")
+    name = type(exc).__qualname__
+    text = f"{name}: {message}" if message else name
+    return text if len(text) <= _MAX_FIELD else text[: _MAX_FIELD - 3] + "..."

@@ -16,6 +16,7 @@ import inspect
 import math
 import sys
 import threading
+import weakref
 from asyncio import events as _events
 from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
@@ -26,6 +27,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from .._core.deadlines import DEADLINE, Deadline, visible
+from .._core.timer_wheel import Bucket, TimerWheel
 from ..errors import DeadlineExceeded
 
 __all__ = [
@@ -274,6 +276,55 @@ async def run_in_thread(fn: Callable[..., T], *args: object) -> T:
     return await anyio.to_thread.run_sync(fn, *args)
 
 
+# --- deadlines on asyncio: one timer wheel per loop ---------------------------------------
+# A loop timer per guarded call costs more than most guarded calls; the wheel arms one per
+# tick of deadlines instead (see _core/timer_wheel.py). Expiry is exact: each bucket's timer
+# is at the earliest deadline armed in it.
+#
+# Only the loop's pending timers hold a wheel (an empty wheel is cheap to rebuild), so a
+# closed loop is never kept alive through it. Keyed by id(loop): a wheel outlives its loop
+# only while that loop's timers exist, and the loop with them, so an id is never reused
+# while its wheel is alive.
+_wheels: weakref.WeakValueDictionary[int, TimerWheel] = weakref.WeakValueDictionary()
+
+
+def _no_ref() -> None:
+    return None
+
+
+# The last loop's wheel, looked up first (one loop per thread is the common case).
+_last_wheel: tuple[Callable[[], object], Callable[[], TimerWheel | None]] = (_no_ref, _no_ref)
+
+
+def _wheel_of(loop: asyncio.AbstractEventLoop) -> TimerWheel:
+    global _last_wheel
+    loop_ref, wheel_ref = _last_wheel
+    if loop_ref() is loop:
+        wheel = wheel_ref()
+        if wheel is not None:
+            return wheel
+    wheel = _wheels.get(id(loop))
+    if wheel is None:
+        wheel = _wheels[id(loop)] = TimerWheel()
+    _last_wheel = (weakref.ref(loop), weakref.ref(wheel))
+    return wheel
+
+
+def _arm_bucket(loop: asyncio.AbstractEventLoop, wheel: TimerWheel, bucket: Bucket) -> None:
+    if bucket.handle is not None:
+        bucket.handle.cancel()
+    bucket.handle = loop.call_at(bucket.fire_at, _fire_bucket, loop, wheel, bucket)
+
+
+def _fire_bucket(loop: asyncio.AbstractEventLoop, wheel: TimerWheel, bucket: Bucket) -> None:
+    bucket.handle = None
+    due, again = wheel.fire(bucket, loop.time())
+    if again is not None:
+        _arm_bucket(loop, wheel, again)
+    for scope in due:
+        scope._expire()
+
+
 class DeadlineScope:
     """Cancel the enclosed block at `when` and raise `DeadlineExceeded`, as a plain `with`.
 
@@ -305,6 +356,8 @@ class DeadlineScope:
         "_timeout",
         "_token",
         "_when",
+        "wheel_bucket",
+        "wheel_when",
     )
 
     def __init__(self, when: float | None, timeout: float | None = None) -> None:
@@ -313,9 +366,11 @@ class DeadlineScope:
         self._token: Any = None
         self._scope: Any = None
         self._expired = False
+        self._handle: asyncio.Handle | None = None  # a deadline already past, a shield poll
+        self.wheel_bucket: Bucket | None = None  # armed in the loop's timer wheel
         # Set only when the scope arms (kept off the unarmed path):
         self._node: Deadline
-        self._handle: asyncio.Handle | None
+        self.wheel_when: float
         self._task: asyncio.Task[Any]
         self._cancelling: int
         self._host: Any
@@ -341,7 +396,10 @@ class DeadlineScope:
         if task is None:
             raise RuntimeError("a deadline can only be entered inside a task")
         if when is None:
-            when = self._when = loop.time() + self._timeout  # type: ignore[operator]
+            now = loop.time()
+            when = self._when = now + self._timeout  # type: ignore[operator]
+        else:
+            now = None
         outer = DEADLINE.get()
         ahead = visible(outer)
         if ahead is not None and when >= ahead.when:
@@ -352,12 +410,17 @@ class DeadlineScope:
         self._task = task
         self._cancelling = task.cancelling()
         self._host = _anyio_scope_of(task)
+        if now is None:
+            now = loop.time()
         # A deadline already past must fire before the task's next step, as
-        # asyncio.timeout does: call_at would queue it behind that step.
-        if when <= loop.time():
+        # asyncio.timeout does: a timer would queue it behind that step.
+        if when <= now:
             self._handle = loop.call_soon(self._expire)
         else:
-            self._handle = loop.call_at(when, self._expire)
+            wheel = _wheel_of(loop)
+            bucket = wheel.arm(self, when)
+            if bucket is not None:
+                _arm_bucket(loop, wheel, bucket)
         self._node = node = Deadline(when, task, outer)
         self._token = DEADLINE.set(node)
         return self
@@ -422,6 +485,8 @@ class DeadlineScope:
             return
         if token is None:
             return  # asyncio, and nothing was armed
+        if self.wheel_bucket is not None:
+            TimerWheel.disarm(self)
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None

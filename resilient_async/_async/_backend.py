@@ -511,7 +511,9 @@ except ImportError:  # pragma: no cover - another anyio layout: shields are not 
 
 def _anyio_scope_of(task: asyncio.Task[Any]) -> Any:
     """Return the innermost anyio cancel scope `task` is in now, or None."""
-    if _anyio_task_states is None:
+    # An empty map (no task has used anyio) is the common case on plain asyncio, and a
+    # weak-keyed lookup costs more than the rest of a deadline's entry.
+    if _anyio_task_states is None or not _anyio_task_states.data:
         return None
     state = _anyio_task_states.get(task)
     return None if state is None else state.cancel_scope

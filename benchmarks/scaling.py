@@ -144,6 +144,40 @@ async def ratelimit_waiters(n: int, ops: int, rounds: int) -> list[float]:
     return result
 
 
+async def bulkhead_give_up(n: int, ops: int, rounds: int) -> list[float]:
+    """A caller queues for a full bulkhead behind `n` waiters, then gives up."""
+    bulkhead = ra.Bulkhead(1, max_queue=n + 1)
+    release = anyio.Event()
+    scopes: list[anyio.CancelScope] = []
+
+    async def holder() -> None:
+        async with bulkhead:
+            await release.wait()
+
+    async def waiter() -> None:
+        with anyio.CancelScope() as scope:
+            scopes.append(scope)
+            async with bulkhead:
+                pass
+
+    async def join_and_leave() -> None:
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            async with bulkhead:
+                pass
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(holder)
+        for _ in range(n):
+            tg.start_soon(waiter)
+        while len(scopes) < n or bulkhead.queued < n:
+            await anyio.sleep(0)
+        result = await _timed(join_and_leave, ops, rounds)
+        assert bulkhead.queued == n, "a cancelled caller stayed queued"
+        release.set()  # the queue drains in order
+    return result
+
+
 async def keyed_bulkhead_entries(n: int, ops: int, rounds: int) -> list[float]:
     """One call through `keyed[key]` with `n` keys held, cycling over the keys."""
     keyed = ra.Bulkhead.per_key(4, max_keys=n, idle_ttl=3600)
@@ -208,6 +242,7 @@ class Scenario:
     largest: int = SIZES[-1]  # loads above this are left out (see `limit`)
     ops_scale: float = 1.0  # a share of the default operations per round, for slow ones
     limit: str = ""  # why the largest loads are left out
+    backends: tuple[str, ...] = ("asyncio", "trio")
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -221,6 +256,17 @@ SCENARIOS: dict[str, Scenario] = {
             "moves and wakes every waiter behind it, O(n) per cancellation; tearing down "
             "100,000 waiters would take O(n^2), hours"
         ),
+    ),
+    "bulkhead: queued waiters (join, give up)": Scenario(
+        bulkhead_give_up,
+        largest=10_000,
+        ops_scale=0.1,
+        limit=(
+            "a waiter that gives up is looked up from the head of the queue, O(n) per "
+            "cancellation. Asyncio only: on trio this scenario hangs once the holder releases "
+            "the slot (under investigation)"
+        ),
+        backends=("asyncio",),
     ),
     "per-key entries: Bulkhead.per_key call": Scenario(keyed_bulkhead_entries),
     "per-key entries: RateLimiter.per_key try_acquire": Scenario(keyed_limiter_entries),
@@ -242,6 +288,8 @@ def run_scaling(
             sizes.append(scenario.largest)
         todo = max(10, int(ops * scenario.ops_scale)) if not quick else ops
         for backend in backends:
+            if backend not in scenario.backends:
+                continue
             for n in sizes:
                 values: list[float] = run_on(backend, scenario.run, n, todo, rounds)  # type: ignore[assignment]
                 if n >= 10_000:

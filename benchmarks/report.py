@@ -65,7 +65,7 @@ def environment(load_before: tuple[float, ...], load_after: tuple[float, ...]) -
     return [
         f"- Measured: {today}, resilient_async {_version('resilient_async')}.",
         f"- Machine: {_cpu_model()}, {os.cpu_count()} logical CPUs, "
-        f"{platform.system()} {platform.release()} ({platform.machine()}).",
+        f"{platform.system()} ({platform.machine()}).",
         f"- Python {platform.python_version()} ({platform.python_implementation()}).",
         f"- Libraries: {versions}.",
         f"- Load average (1, 5, 15 min) before the run: "

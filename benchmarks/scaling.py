@@ -264,7 +264,7 @@ SCENARIOS: dict[str, Scenario] = {
         limit=(
             "a waiter that gives up is looked up from the head of the queue, O(n) per "
             "cancellation. Asyncio only: on trio this scenario hangs once the holder releases "
-            "the slot (under investigation)"
+            "the slot, an open issue"
         ),
         backends=("asyncio",),
     ),

@@ -25,10 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     demo.add_argument(
         "--scenario",
-        choices=["pipeline", "supervision"],
+        choices=["pipeline", "supervision", "saga"],
         default="pipeline",
         help="pipeline: a failing dependency, unprotected and guarded (default); "
-        "supervision: a supervised worker pool whose workers crash and come back",
+        "supervision: a supervised worker pool whose workers crash and come back; "
+        "saga: orders rolled back by their compensations, and a crash recovered",
     )
     demo.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
     demo.add_argument("--seconds", type=float, default=30.0, help="length of the run (default 30)")
@@ -67,6 +68,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seconds must be > 0 and --clients >= 1")
     if args.backend == "trio" and not _importable("trio"):
         parser.error("--backend trio needs trio: pip install 'resilient-async[trio]'")
+    if args.scenario == "saga":
+        from ._demo_saga import run_saga_demo
+
+        print(
+            run_saga_demo(
+                backend=args.backend,
+                seed=args.seed,
+                progress=None if args.quiet else sys.stdout,
+                virtual_time=args.virtual_time,
+            )
+        )
+        return 0
     if args.scenario == "supervision":
         from ._demo_supervision import run_supervision_demo
 

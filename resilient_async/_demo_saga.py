@@ -38,11 +38,12 @@ from ._async.recovery import recover
 from ._async.retry import Retry
 from ._async.timeout import deadline
 from ._async.transaction import Transaction
+from ._demo import SeededBackoff
 from ._journal import SQLiteJournal, compensation
 from .errors import CompensationError, DeadlineExceeded
 from .instrumentation import Event, hooks
 
-__all__ = ["SeededBackoff", "run_saga_demo", "saga_scenario"]
+__all__ = ["run_saga_demo", "saga_scenario"]
 
 CHECKOUT_DEADLINE = 1.0  # seconds an order may take, end to end
 CANCEL_AFTER = 0.3  # when the impatient customer closes the tab, into the shipping step
@@ -83,29 +84,6 @@ class RefundRejected(PermissionError):
 
 class CarrierDown(ConnectionError):
     """The carrier refused the booking: transient, worth a retry."""
-
-
-class SeededBackoff(backoff.Backoff):
-    """A schedule whose jitter comes from the demo's seeded generator, so runs repeat.
-
-    `Retry` draws jitter from a process-wide generator; the demo wants the same figures for
-    the same `--seed`, so it hands its own.
-    """
-
-    __slots__ = ("_inner", "_rng")
-
-    def __init__(self, inner: backoff.Backoff, rng: random.Random) -> None:
-        self._inner = inner
-        self._rng = rng
-
-    @property
-    def max(self) -> float | None:
-        """The wrapped schedule's cap."""
-        return self._inner.max
-
-    def delay(self, attempt: int, previous: float, rng: random.Random) -> float:
-        """Return the wrapped schedule's delay, drawn from the seeded generator."""
-        return self._inner.delay(attempt, previous, self._rng)
 
 
 @dataclass
@@ -198,7 +176,9 @@ async def release(path: str, order_no: int, sku: str, quantity: int) -> None:
         before = _stock(db, sku)
         db.execute("UPDATE stock SET quantity = quantity + ? WHERE sku = ?", (quantity, sku))
         _act(db, order_no, "release")
-    _NARRATOR.get()(f"    undo: release {quantity} x {sku}: ok, stock {before} -> {before + quantity}")
+    _NARRATOR.get()(
+        f"    undo: release {quantity} x {sku}: ok, stock {before} -> {before + quantity}"
+    )
 
 
 @compensation("saga_demo.refund")
@@ -299,7 +279,9 @@ class _Saga:
             shipment_id = await self._ship(order, scope, say)
             tx.on_rollback(cancel_shipment, self.path, order.number, shipment_id)
 
-    async def _ship(self, order: Order, scope: anyio.CancelScope, say: Callable[[str], None]) -> str:
+    async def _ship(
+        self, order: Order, scope: anyio.CancelScope, say: Callable[[str], None]
+    ) -> str:
         if order.fate == "cancelled":
             say(f"  ship: booking ... the customer closes the tab at {CANCEL_AFTER:g} s")
             scope.deadline = anyio.current_time() + CANCEL_AFTER
@@ -447,7 +429,9 @@ def _crash_midway(journal_path: str, shop: str, order_json: str) -> None:
     anyio.run(main)
 
 
-def _table(orders: list[Order], outcomes: dict[int, str], shop: str, backend: str, seed: int) -> str:
+def _table(
+    orders: list[Order], outcomes: dict[int, str], shop: str, backend: str, seed: int
+) -> str:
     with _shop(shop) as db:
         done: dict[int, list[str]] = {}
         for order_no, action in db.execute("SELECT order_no, action FROM actions ORDER BY rowid"):

@@ -17,11 +17,12 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
         "demo",
-        help="send one workload to a failing dependency, unprotected and through a pipeline",
-        description="Send one workload to a simulated dependency that turns flaky, slow, then "
-        "down, from two groups of clients: unprotected, and through a resilient_async "
-        "pipeline. A live view shows both sides while it runs; a final report explains what "
-        "the library did.",
+        help="watch the library work: a failing dependency, a supervised pool, or a saga",
+        description="By default, send one workload to a simulated dependency that turns "
+        "flaky, slow, then down, from two groups of clients: unprotected, and through a "
+        "resilient_async pipeline. A live view shows both sides while it runs; a final report "
+        "explains what the library did. --scenario picks another story. With --virtual-time, "
+        "a seed gives the same figures on every run.",
     )
     demo.add_argument(
         "--scenario",
@@ -32,9 +33,21 @@ def main(argv: list[str] | None = None) -> int:
         "saga: orders rolled back by their compensations, and a crash recovered",
     )
     demo.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
-    demo.add_argument("--seconds", type=float, default=30.0, help="length of the run (default 30)")
-    demo.add_argument("--seed", type=int, default=7, help="seed of the simulated faults")
-    demo.add_argument("--clients", type=int, default=40, help="concurrent clients per side")
+    demo.add_argument(
+        "--seconds",
+        type=float,
+        default=30.0,
+        help="length of the run (default 30; not used by saga)",
+    )
+    demo.add_argument(
+        "--seed",
+        type=int,
+        default=7,
+        help="seed of every random choice: faults, durations, retry jitter (default 7)",
+    )
+    demo.add_argument(
+        "--clients", type=int, default=40, help="concurrent clients per side (pipeline only)"
+    )
     demo.add_argument("--quiet", action="store_true", help="print the final report only")
     demo.add_argument(
         "--virtual-time",

@@ -283,7 +283,7 @@ class _Saga:
         self, order: Order, scope: anyio.CancelScope, say: Callable[[str], None]
     ) -> str:
         if order.fate == "cancelled":
-            say(f"  ship: booking ... the customer closes the tab at {CANCEL_AFTER:g} s")
+            say(f"  ship: booking ... the customer closes the tab after {CANCEL_AFTER:g} s")
             scope.deadline = anyio.current_time() + CANCEL_AFTER
             try:
                 await anyio.sleep_forever()

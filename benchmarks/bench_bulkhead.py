@@ -78,6 +78,24 @@ def _ra_bulkhead_with() -> Op:
     return op
 
 
+def _ra_bulkhead_codel_call() -> Op:
+    bulkhead = _Bulkhead(10, max_queue=10, queue="codel")
+
+    async def op() -> int:
+        return await bulkhead.call(_work)
+
+    return op
+
+
+def _ra_bulkhead_adaptive_call() -> Op:
+    bulkhead = _Bulkhead.adaptive(initial=10, max_queue=10)
+
+    async def op() -> int:
+        return await bulkhead.call(_work)
+
+    return op
+
+
 def _ra_bulkhead_decorated() -> Op:
     return _Bulkhead(10, max_queue=10)(_work)
 
@@ -94,5 +112,7 @@ bulkheads.add("anyio.CapacityLimiter", _anyio_capacity_limiter)
 bulkheads.add("ra.Bulkhead.call", _ra_bulkhead_call)
 bulkheads.add("async with ra.Bulkhead", _ra_bulkhead_with)
 bulkheads.add("@ra.Bulkhead", _ra_bulkhead_decorated)
+bulkheads.add("ra.Bulkhead(queue='codel').call", _ra_bulkhead_codel_call)
+bulkheads.add("ra.Bulkhead.adaptive().call", _ra_bulkhead_adaptive_call)
 
 GROUPS = [bulkheads]

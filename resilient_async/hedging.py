@@ -117,19 +117,29 @@ class Hedge(Policy):
         """
         if self._budget is not None:
             self._budget._deposit()
-        run: _HedgedCall[T] = _HedgedCall(self, lambda: fn(*args, **kwargs))
+        run: _HedgedCall[T] = _HedgedCall(self, fn, args, kwargs)
         return await run.run()
 
 
 class _HedgedCall(Generic[T]):
     """The state of one hedged call: shared by its attempts, never by two calls."""
 
-    def __init__(self, hedge: Hedge, start: Callable[[], Awaitable[T]]) -> None:
+    def __init__(
+        self,
+        hedge: Hedge,
+        fn: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
         self._hedge = hedge
-        self._start = start
+        # The user's callable itself, not a closure over it: a misuse error names it.
+        self._fn = fn
+        self._args = args
+        self._kwargs = kwargs
         self._result: Any = None
         self._succeeded = False
         self._final_error: Exception | None = None
+        self._misconfigured: ValueError | None = None  # a shared budget's other settings
         self._last_error: Exception | None = None
         self._last_failed = 0
         self._early_starts = 0  # matched failures not yet answered by a new attempt
@@ -153,6 +163,8 @@ class _HedgedCall(Generic[T]):
                     self._wake = anyio.Event()
                 if self._early_starts:
                     self._early_starts -= 1
+        if self._misconfigured is not None:
+            raise self._misconfigured
         if self._succeeded:
             return self._result  # type: ignore[no-any-return]
         error = self._final_error or self._last_error
@@ -164,14 +176,21 @@ class _HedgedCall(Generic[T]):
         if NO_RETRY.get() or _backend.remaining_until(DEADLINE.get()) <= 0:
             return False
         budget = self._hedge._budget
-        return budget is None or await budget._withdraw(_backend.current_time())
+        if budget is None:
+            return True
+        try:
+            return await budget._withdraw(_backend.current_time())
+        except ValueError as error:  # the shared budget on the server has other settings
+            self._misconfigured = error  # raised as itself, not inside the task group's group
+            self._cancel()
+            return False
 
     async def _attempt(self, number: int) -> None:
         try:
-            result = await self._start()
+            result = await self._fn(*self._args, **self._kwargs)
         except Exception as exc:
             try:
-                _backend.check_awaited(exc, self._start, "Hedge")
+                _backend.check_awaited(exc, self._fn, "Hedge")
             except TypeError as misuse:  # a sync callable: final, and said clearly
                 self._final_error = misuse
                 self._cancel()

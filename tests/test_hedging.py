@@ -153,3 +153,23 @@ def test_bad_configuration() -> None:
         Hedge(1, max_attempts=2.5)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="budget must be a RetryBudget"):
         Hedge(1, budget=0.2)  # type: ignore[arg-type]
+
+
+def plain_lookup(key: str) -> str:
+    return f"value of {key}"
+
+
+def plain_failure(key: str) -> str:
+    raise ConnectionError(key)
+
+
+async def test_a_sync_callable_is_refused_by_its_own_name() -> None:
+    # Regression: the error named the hedge's internal lambda, and a sync function that
+    # raised passed its own error through as if it had been awaited.
+    hedge = Hedge(0.1, max_attempts=2)
+    with pytest.raises(TypeError, match=r"Hedge\.call needs an async callable, but "
+                       r"plain_lookup returned a value") as caught:  # fmt: skip
+        await hedge.call(plain_lookup, "k")  # type: ignore[arg-type]
+    assert "lambda" not in str(caught.value)
+    with pytest.raises(TypeError, match=r"plain_failure is a sync function"):
+        await hedge.call(plain_failure, "k")  # type: ignore[arg-type]

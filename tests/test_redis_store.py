@@ -420,10 +420,17 @@ async def test_a_hedge_draws_on_a_shared_budget(prefix: str) -> None:
         started = 0
 
         async def slow() -> str:
+            # The first attempt never ends; the hedge ends the call after a margin long
+            # enough for a third attempt to start, had the budget allowed it, even when a
+            # loaded machine makes each Redis step slow.
             nonlocal started
             started += 1
-            await asyncio.sleep(0.1)
-            return "done"
+            if started == 1:
+                await asyncio.Event().wait()
+            if started == 2:
+                await asyncio.sleep(1.0)
+                return "done"
+            return "third attempt"
 
         assert await hedge.call(slow) == "done"
         assert started == 2  # the budget allowed one hedge, not two
@@ -523,7 +530,7 @@ async def test_the_breaker_script_follows_the_pure_core(prefix: str, seed: int) 
         local = MemoryBreakerPort(BreakerCore(CountWindow(6), failure_rate=0.5, min_calls=3,
                                               open_for=0.0, half_open_calls=2, slow_call_rate=1.0,
                                               probe_timeout=1000.0))  # fmt: skip
-        port = RedisBreakerPort(store, f"{prefix}:{{breaker:model}}", config, local)
+        port = RedisBreakerPort(store, "model", f"{prefix}:{{breaker:model}}", config, local)
         rng = random.Random(seed)
         held: list[int] = []
         for _ in range(80):

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
 from datetime import timedelta
 from types import TracebackType
-from typing import Final, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar
 
 from .._core.breaker import (
     NEEDS_TIME,
@@ -46,8 +46,11 @@ from ..errors import CircuitOpenError
 from ..instrumentation import Hook, emit_to
 from ..stores.base import StateStore
 from . import _backend
-from .policy import Policy
+from .policy import MUST_WAIT, Policy
 from .ports import BreakerConfig, BreakerPort, MemoryBreakerPort
+
+if TYPE_CHECKING:
+    from .shared_breaker import SharedBreaker
 
 __all__ = ["BreakerMetrics", "BreakerState", "CircuitBreaker", "StateStore"]
 
@@ -138,7 +141,7 @@ class CircuitBreaker(Policy):
         "_is_failure",
         "_lock",
         "_name",
-        "_shared",
+        "_remote",
         "_slow_after",
         "_timed",
     )
@@ -199,7 +202,7 @@ class CircuitBreaker(Policy):
             max(open_for, MIN_PROBE_TIMEOUT),
         )
 
-        def new_port() -> BreakerPort:
+        def new_port() -> MemoryBreakerPort:
             sliding: Window = (
                 CountWindow(int(window)) if window_type == "count" else TimeWindow(window)
             )
@@ -214,23 +217,29 @@ class CircuitBreaker(Policy):
             )
             return MemoryBreakerPort(core)
 
+        # A store may answer with a port of its own kind (a remote one), not the memory one.
+        make: Callable[[], BreakerPort] = new_port
         if store is None:
-            port = new_port()
+            port = make()
         elif not isinstance(store, StateStore):
             raise TypeError(f"store must be a MemoryStore, a RedisStore or None, got {store!r}")
         elif name is None:
             raise ValueError("name is required with store=: instances share state by name")
         else:
-            port = store.shared("breaker", name, config, new_port, flavour=_FLAVOUR)
-        self._shared: BreakerPort | None = None
-        if isinstance(port, MemoryBreakerPort):
-            self._core, self._lock = port.core, port.lock
-        else:
-            # State behind a server: every step is awaited, so another class drives it.
-            from .shared_breaker import SharedCircuitBreaker
+            port = store.shared("breaker", name, config, make, flavour=_FLAVOUR)
+        self._remote: SharedBreaker | None = None
+        if not isinstance(port, MemoryBreakerPort):
+            # State behind a server: every step is awaited, so a driver of its own takes
+            # them. The breaker's own core is held forced open, so that the closed fast
+            # path never admits and its slow branch hands each call over: the memory
+            # breaker's hot path gains no check.
+            from .shared_breaker import SharedBreaker
 
-            self._shared = port
-            self.__class__ = SharedCircuitBreaker
+            self._remote = SharedBreaker(self, port, _now)
+            port = new_port()
+            port.core.force_open(0.0)
+        assert isinstance(port, MemoryBreakerPort)
+        self._core, self._lock = port.core, port.lock
 
     def __repr__(self) -> str:
         return f"CircuitBreaker({self._name!r}, state={self.state!r})"
@@ -257,6 +266,8 @@ class CircuitBreaker(Policy):
         # unasync: sync-only: _backend.check_deadline()
         ticket = self._core.fast_ticket
         if ticket is None:
+            if self._remote is not None:
+                return await self._remote.call(fn, *args, **kwargs)
             ticket = self._admit()
         if self._timed:
             return await self._call_timed(ticket, fn, *args, **kwargs)
@@ -301,7 +312,10 @@ class CircuitBreaker(Policy):
 
     async def __aenter__(self) -> CircuitBreaker:
         """Admit the block as one call, or raise `CircuitOpenError`."""
-        self._push_block(*self._guard_enter())
+        token = self._guard_enter()
+        if token is MUST_WAIT:
+            token = await self._guard_wait()
+        self._push_block(*token)
         return self
 
     async def __aexit__(
@@ -311,7 +325,11 @@ class CircuitBreaker(Policy):
         tb: TracebackType | None,
     ) -> None:
         """Record the block's outcome like that of a call; never suppress its error."""
-        self._guard_exit(self._pop_block(), exc)
+        token = self._pop_block()
+        if self._remote is not None:
+            await self._remote.exit(*token, exc)
+            return
+        self._guard_exit(token, exc)
 
     def _push_block(self, ticket: int, start: float) -> None:
         _blocks.set((*_blocks.get(), (self, ticket, start)))
@@ -328,15 +346,25 @@ class CircuitBreaker(Policy):
 
     # --- the guard protocol, through which a pipeline runs it without a frame of its own ---
 
-    def _guard_enter(self) -> tuple[int, float]:
+    @property
+    def _guard_folds(self) -> bool:  # type: ignore[override]
+        # A shared breaker's exit awaits the store: a pipeline runs it through `call`.
+        return self._remote is None
+
+    def _guard_enter(self) -> Any:
         # unasync: sync-only: _backend.check_deadline()
         ticket = self._core.fast_ticket
         if ticket is None:
+            if self._remote is not None:
+                return MUST_WAIT  # admission is a step of the store: `_guard_wait` takes it
             ticket = self._admit()
         return ticket, (_backend.current_time() if self._timed else 0.0)
 
     async def _guard_wait(self) -> tuple[int, float]:
-        return self._guard_enter()  # admission never waits: it passes or is rejected
+        remote = self._remote
+        if remote is None:  # admission in memory never waits: it passes or is rejected
+            return self._guard_enter()  # type: ignore[no-any-return]
+        return await remote.enter(), _backend.current_time()
 
     def _guard_exit(self, token: tuple[int, float], error: BaseException | None) -> None:
         ticket, start = token
@@ -367,6 +395,8 @@ class CircuitBreaker(Policy):
         (trio's, a virtual one) only the time-driven transitions may be off. Reading never
         changes the state.
         """
+        if self._remote is not None:
+            return self._remote.state()
         now = _now()
         with self._lock:
             return self._core.peek(now)
@@ -376,6 +406,8 @@ class CircuitBreaker(Policy):
 
         "Now" is read as for `state`; taking a snapshot changes nothing.
         """
+        if self._remote is not None:
+            return self._remote.metrics()
         now = _now()
         with self._lock:
             return self._core.metrics(now)
@@ -385,6 +417,9 @@ class CircuitBreaker(Policy):
 
         Probes in flight lose their permits; calls in flight count as nothing.
         """
+        if self._remote is not None:
+            self._remote.control("force_open")
+            return
         now = _now()
         with self._lock:
             transitions = self._core.force_open(now)
@@ -392,6 +427,9 @@ class CircuitBreaker(Policy):
 
     def disable(self) -> None:
         """Let every call pass until `reset()`: outcomes are still recorded, it never opens."""
+        if self._remote is not None:
+            self._remote.control("disable")
+            return
         now = _now()
         with self._lock:
             transitions = self._core.disable(now)
@@ -402,6 +440,9 @@ class CircuitBreaker(Policy):
 
         Calls in flight when it is reset count as nothing when they finish.
         """
+        if self._remote is not None:
+            self._remote.control("reset")
+            return
         now = _now()
         with self._lock:
             transitions = self._core.reset(now)

@@ -93,11 +93,15 @@ class BreakerPort(Protocol):
         ...
 
     def peek(self, now: float) -> BreakerState:
-        """The state at `now` as far as this process knows, without I/O."""
+        """The state at `now` (a remote port may make one blocking, read-only step)."""
+        ...
+
+    def seen(self, now: float) -> BreakerState:
+        """The state at `now` as of this process's last step: never any I/O."""
         ...
 
     def metrics(self, now: float) -> BreakerMetrics:
-        """A snapshot as far as this process knows, without I/O."""
+        """A snapshot (a remote port may make one blocking, read-only step)."""
         ...
 
     def control(self, command: Control, now: float) -> tuple[Transition, ...]:
@@ -174,6 +178,10 @@ class MemoryBreakerPort:
         """See `BreakerPort.peek`."""
         with self.lock:
             return self.core.peek(now)
+
+    def seen(self, now: float) -> BreakerState:
+        """See `BreakerPort.seen`: the same as `peek` in memory."""
+        return self.peek(now)
 
     def metrics(self, now: float) -> BreakerMetrics:
         """See `BreakerPort.metrics`."""

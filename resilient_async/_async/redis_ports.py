@@ -76,15 +76,21 @@ class _View(NamedTuple):
 class RedisBreakerPort:
     """A breaker's state on the server; see the module docstring."""
 
-    __slots__ = ("_args", "_keys", "_pending", "_store", "_view", "local")
+    __slots__ = ("_args", "_keys", "_name", "_pending", "_store", "_view", "local")
 
     def __init__(
-        self, store: RedisStore, base: str, config: BreakerConfig, local: MemoryBreakerPort
+        self,
+        store: RedisStore,
+        name: str,
+        base: str,
+        config: BreakerConfig,
+        local: MemoryBreakerPort,
     ) -> None:
         self._store = store
+        self._name = name
         self.local = local
         self._keys = [f"{base}:state", f"{base}:window", f"{base}:probes"]
-        fingerprint = ",".join(map(repr, config))
+        fingerprint = _describe(config)
         # Abandoned state expires: an hour, or longer for breakers with long periods.
         ttl = max(_HOUR, 4.0 * config.open_for, 4.0 * config.probe_timeout)
         if config.window_type == "time":
@@ -162,6 +168,12 @@ class RedisBreakerPort:
         self._read(now)
         return self._seen(now)
 
+    def seen(self, now: float) -> BreakerState:
+        """See `BreakerPort.seen`: the last state a step told, advanced by the time since."""
+        if self._store.degraded:
+            return self.local.peek(now)
+        return self._seen(now)
+
     def _read(self, now: float) -> None:
         """Refresh the view with one read-only step, changing nothing on the server."""
         if self._pending is not None:
@@ -232,11 +244,7 @@ class RedisBreakerPort:
         if _text(reply[0]) == "config":
             if op != "acquire":
                 return None  # an outcome never raises in place of the call's own result
-            raise ValueError(
-                f"the breaker {self._keys[0]!r} on the server has other settings "
-                f"({_text(reply[1])}) than this one ({self._args[0]}): every replica "
-                "must configure a shared breaker the same way"
-            )
+            raise _mismatch("breaker", self._name, _text(reply[1]), self._args[0])
         if self._pending == pending:
             self._pending = None
         return self._remember(reply, now)
@@ -265,26 +273,41 @@ class RedisBreakerPort:
 class RedisLimiterPort:
     """A token bucket on the server; see `LimiterPort` and `shared_ratelimit`."""
 
-    __slots__ = ("_args", "_keys", "_store", "local")
+    __slots__ = ("_args", "_keys", "_name", "_settings", "_store", "local")
 
     def __init__(
-        self, store: RedisStore, base: str, config: LimiterConfig, local: MemoryLimiterPort
+        self,
+        store: RedisStore,
+        name: str,
+        base: str,
+        config: LimiterConfig,
+        local: MemoryLimiterPort,
     ) -> None:
         self._store = store
         self.local = local
+        self._name = name
         self._keys = [f"{base}:bucket"]
         # Long enough that a bucket in debt is never forgotten before it has paid.
         ttl = _HOUR + 2.0 * config.burst / config.rate_per_second
         self._args = (repr(config.rate_per_second), repr(config.burst), int(ttl * 1000))
+        self._settings = _describe(config)
 
     async def take(self, tokens: float, now: float, limit: float) -> Take:
-        """See `LimiterPort.take`."""
+        """See `LimiterPort.take`.
+
+        Raises:
+            ValueError: The bucket on the server was made with other settings.
+        """
         rate, burst, ttl = self._args
         bound = -1.0 if limit == math.inf else max(limit, 0.0)
-        args: list[Any] = [rate, burst, repr(float(tokens)), repr(bound), "take", ttl]
+        args: list[Any] = [
+            rate, burst, repr(float(tokens)), repr(bound), "take", ttl, self._settings
+        ]  # fmt: skip
         reply = await self._store.step("limiter", self._keys, args)
         if reply is None:
             return await self.local.take(tokens, now, limit)
+        if _text(reply[0]) == "config":
+            raise _mismatch("rate limiter", self._name, _text(reply[1]), self._settings)
         return bool(int(reply[0])), float(reply[1])
 
     async def give_back(self, tokens: float, now: float) -> None:
@@ -293,8 +316,8 @@ class RedisLimiterPort:
             await self.local.give_back(tokens, now)
             return
         rate, burst, ttl = self._args
-        args: list[Any] = [rate, burst, repr(float(tokens)), "-1", "give", ttl]
-        await self._store.step("limiter", self._keys, args)
+        args: list[Any] = [rate, burst, repr(float(tokens)), "-1", "give", ttl, self._settings]
+        await self._store.step("limiter", self._keys, args)  # other settings: nothing given
 
 
 class RedisBudgetPort:
@@ -314,15 +337,23 @@ class RedisBudgetPort:
         "_keys",
         "_last_flush",
         "_lock",
+        "_mismatch",
+        "_name",
         "_pending",
         "_store",
         "local",
     )
 
     def __init__(
-        self, store: RedisStore, base: str, config: BudgetConfig, local: MemoryBudgetPort
+        self,
+        store: RedisStore,
+        name: str,
+        base: str,
+        config: BudgetConfig,
+        local: MemoryBudgetPort,
     ) -> None:
         self._store = store
+        self._name = name
         self.local = local
         self._keys = [f"{base}:budget"]
         floor = config.min_per_second * config.ttl
@@ -333,7 +364,9 @@ class RedisBudgetPort:
             repr(config.ttl),
             DEFAULT_BUCKETS,
             int(ttl * 1000),
+            _describe(config),
         ]
+        self._mismatch: ValueError | None = None  # the server holds other settings
         self._available = floor  # what the last step said (nothing asked yet: the floor)
         self._pending = 0
         self._last_flush = -math.inf
@@ -341,7 +374,13 @@ class RedisBudgetPort:
         self._lock = _backend.Lock()
 
     def deposit(self, now: float) -> None:
-        """Count one call; a background step sends the count (no round trip here)."""
+        """Count one call; a background step sends the count (no round trip here).
+
+        Raises:
+            ValueError: A step found the budget on the server made with other settings.
+        """
+        if self._mismatch is not None:
+            raise self._mismatch
         self.local.deposit(now)  # the local fallback stays warm for an outage
         with self._lock:
             self._pending += 1
@@ -353,7 +392,13 @@ class RedisBudgetPort:
             self._flusher = _backend.Background(self._flush)
 
     async def withdraw(self, now: float) -> bool:
-        """Withdraw one retry in one step on the server (with the batched deposits)."""
+        """Withdraw one retry in one step on the server (with the batched deposits).
+
+        Raises:
+            ValueError: The budget on the server was made with other settings.
+        """
+        if self._mismatch is not None:
+            raise self._mismatch
         if self._store.degraded:
             return self.local.try_withdraw(now)
         granted = await self._step(withdraw=True)
@@ -376,6 +421,8 @@ class RedisBudgetPort:
     async def _flush(self) -> None:
         try:
             await self._step(withdraw=False)
+        except ValueError:
+            pass  # other settings on the server: kept, raised by the next deposit or withdrawal
         finally:
             self._flusher = None
 
@@ -386,8 +433,24 @@ class RedisBudgetPort:
         reply = await self._store.step("budget", self._keys, args)
         if reply is None:
             return None  # the deposits are lost with the outage: the budget errs low
+        if _text(reply[0]) == "config":
+            error = _mismatch("retry budget", self._name, _text(reply[1]), self._args[-1])
+            self._mismatch = error  # a background send cannot raise: the next use will
+            raise error
         self._available = float(reply[1])
         return bool(int(reply[0]))
+
+
+def _describe(config: BreakerConfig | LimiterConfig | BudgetConfig) -> str:
+    """The settings as the server keeps them, readable in an error message."""
+    return ", ".join(f"{field}={value!r}" for field, value in config._asdict().items())
+
+
+def _mismatch(kind: str, name: str, stored: str, mine: object) -> ValueError:
+    return ValueError(
+        f"the {kind} {name!r} on the server has other settings ({stored}) than this one "
+        f"({mine}): every replica must configure a shared {kind} the same way"
+    )
 
 
 def _text(value: Any) -> str:

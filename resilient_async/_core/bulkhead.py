@@ -6,6 +6,9 @@ waits and never reads a clock; the driver calls it under its lock and wakes the 
 told to wake. The ledger balances at every step:
 `submitted == running + queued + rejected + completed + failed + cancelled`.
 
+`CoDelLedger` is the same ledger with a CoDel queue discipline: FIFO while the queue drains,
+newest first (and the oldest shed) while it stands.
+
 `KeyedRegistry` holds one guard per key (tenant, host, ...) and forgets idle ones, so that
 memory stays bounded however many keys pass through.
 """
@@ -16,9 +19,11 @@ import itertools
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Final, Generic, Literal, TypeVar
 
-__all__ = ["BulkheadLedger", "BulkheadMetrics", "KeyedRegistry"]
+__all__ = ["QUEUE_DISCIPLINES", "BulkheadLedger", "BulkheadMetrics", "CoDelLedger", "KeyedRegistry"]
+
+QUEUE_DISCIPLINES: Final = ("codel", "fifo")
 
 W = TypeVar("W")
 K = TypeVar("K", bound=Hashable)
@@ -37,7 +42,7 @@ class BulkheadMetrics:
         failed: Calls that raised an `Exception`.
         cancelled: Calls or waiters cancelled (or stopped by a deadline or a signal).
         submitted: Every caller so far; always the sum of the six counts above.
-        max_concurrent: The bulkhead's limit.
+        max_concurrent: The bulkhead's limit now (an adaptive one moves).
         max_queue: The bulkhead's queue size.
     """
 
@@ -57,6 +62,9 @@ class BulkheadLedger(Generic[W]):
 
     A released slot goes straight to the longest waiter (it stays counted as running), so a
     newcomer can never take it between the release and the waiter's wake-up.
+
+    The limit may change (`set_limit`). After it shrinks, `running` may exceed it until
+    enough calls finish: no slot is taken or handed on while `running >= limit`.
 
     Args:
         limit: How many callers may hold a slot at once, >= 1.
@@ -111,7 +119,8 @@ class BulkheadLedger(Generic[W]):
     def complete(self) -> W | None:
         """Count a call that returned, and free its slot."""
         self.completed += 1
-        if self.waiters:
+        # `running <= limit`: a limit that just shrank takes the slot back instead.
+        if self.waiters and self.running <= self.limit:
             return self.waiters.popleft()
         self.running -= 1
         return None
@@ -169,9 +178,21 @@ class BulkheadLedger(Generic[W]):
         """Tell whether no caller holds a slot or waits for one."""
         return self.running == 0 and not self.waiters
 
+    def set_limit(self, limit: int) -> list[W]:
+        """Change the limit; return the waiters handed the slots it freed (wake them)."""
+        self.limit = limit
+        woken: list[W] = []
+        while self.waiters and self.running < limit:
+            self.running += 1
+            woken.append(self._next_waiter())
+        return woken
+
+    def _next_waiter(self) -> W:
+        return self.waiters.popleft()
+
     def _hand_on(self) -> W | None:
-        if self.waiters:
-            return self.waiters.popleft()
+        if self.waiters and self.running <= self.limit:
+            return self._next_waiter()
         self.running -= 1
         return None
 
@@ -185,6 +206,189 @@ class BulkheadLedger(Generic[W]):
                 del waiters[index]
                 return True
         return False
+
+
+class CoDelLedger(BulkheadLedger[W]):
+    """A ledger whose queue follows CoDel: FIFO while it drains, newest first while it stands.
+
+    The queue *stands* when its delay (how long its oldest waiter has waited) has stayed at or
+    above `target` for the last `interval` seconds: every waiter in that interval waited
+    longer than the target. Then a freed slot goes to the newest waiter, whose caller is the
+    most likely to still want the answer, and a waiter that has waited `interval` is shed
+    (counted rejected). Once the delay drops below the target, FIFO order is back.
+
+    Choosing a waiter needs the time, so a freed slot is not handed over at once: `complete`,
+    `fail`, `cancel`, `cancel_wait` and `set_limit` return the driver's `dispatch` token and
+    keep the slot reserved (counted running); for each token the driver then calls
+    `pick(now)`, which hands the slot to a waiter or frees it.
+
+    Args:
+        limit: How many callers may hold a slot at once, >= 1.
+        max_queue: How many callers may wait for one, >= 0.
+        target: The queue delay that is acceptable, seconds > 0.
+        interval: How long the delay must stay above `target` for the queue to stand, and
+            how long a waiter may wait in a standing queue, seconds > 0.
+        dispatch: The token returned for a reserved slot.
+    """
+
+    __slots__ = ("_anchor", "_reserved", "_since", "dispatch", "interval", "target")
+
+    def __init__(
+        self, limit: int, max_queue: int, *, target: float, interval: float, dispatch: W
+    ) -> None:
+        super().__init__(limit, max_queue)
+        self.target = target
+        self.interval = interval
+        self.dispatch = dispatch
+        # Enqueue times, in the order of `waiters`.
+        self._since: deque[float] = deque()
+        # Since when the queue delay has stayed >= target (it may lie ahead); None: empty.
+        # The delay only drops when the oldest waiter leaves, so it is updated then.
+        self._anchor: float | None = None
+        self._reserved = 0  # dispatch tokens given out and not yet picked
+
+    def standing(self, now: float) -> bool:
+        """Tell whether the queue delay has stayed >= target for the last interval."""
+        anchor = self._anchor
+        return anchor is not None and now - anchor >= self.interval
+
+    def enqueue(self, waiter: W) -> bool:
+        """Not for this ledger: the enqueue time is needed (`enqueue_at`)."""
+        raise TypeError("a CoDel queue needs the enqueue time: use enqueue_at(waiter, now)")
+
+    def enqueue_at(self, waiter: W, now: float) -> bool:
+        """Queue a new caller at `now`; False (counted rejected) if the queue is full."""
+        self.submitted += 1
+        if len(self.waiters) >= self.max_queue:
+            self.rejected += 1
+            return False
+        if not self.waiters:
+            self._anchor = now + self.target
+        self.waiters.append(waiter)
+        self._since.append(now)
+        return True
+
+    def complete(self) -> W | None:
+        """Count a call that returned, and free its slot (reserve it for `pick`)."""
+        self.completed += 1
+        return self._hand_on()
+
+    def set_limit(self, limit: int) -> list[W]:
+        """Change the limit; return a `dispatch` token per slot it freed for a waiter."""
+        self.limit = limit
+        free = min(len(self.waiters) - self._reserved, limit - self.running)
+        if free <= 0:
+            return []
+        self.running += free
+        self._reserved += free
+        return [self.dispatch] * free
+
+    def pick(self, now: float) -> W | None:
+        """Hand a reserved slot to a waiter (the newest when the queue stands), or free it.
+
+        Returns:
+            The waiter that got the slot (wake it), or None when the slot became free.
+        """
+        self._reserved -= 1
+        waiters = self.waiters
+        if not waiters or self.running > self.limit:
+            self.running -= 1
+            return None
+        if self.standing(now) and len(waiters) > 1:
+            self._since.pop()
+            return waiters.pop()  # the oldest stays: the delay does not drop
+        waiter = waiters.popleft()
+        self._since.popleft()
+        self._head_left(now)
+        return waiter
+
+    def cancel_wait_at(self, waiter: W, now: float) -> W | None:
+        """Count a waiter cancelled at `now`; a slot already handed to it is passed on.
+
+        Returns:
+            `dispatch` when the slot it held is reserved for another waiter, or None.
+        """
+        index = self._index(waiter)
+        if index is not None:
+            self._remove(index, now)
+            self.cancelled += 1
+            return None
+        return self.cancel()
+
+    def shed_at(self, waiter: W) -> float | None:
+        """When `waiter` is to be shed if nothing changes; None if it holds a slot.
+
+        A waiter is shed once it has waited `interval` in a standing queue. The answer can
+        only move later (when the delay drops below the target), so check again then.
+        """
+        index = self._index(waiter)
+        return None if index is None else self._shed_time(index)
+
+    def expire(
+        self, waiter: W, now: float, give_up: bool
+    ) -> Literal["granted", "rejected", "waiting"]:
+        """A waiter's timer fired: shed it if due (or if `give_up`: its `max_wait` passed).
+
+        Returns:
+            "granted" if it was handed a slot meanwhile (it runs), "rejected" if it was taken
+            out of the queue and counted rejected, "waiting" if it should wait on.
+        """
+        index = self._index(waiter)
+        if index is None:
+            return "granted"
+        # The same sum as `shed_at`, so a waiter woken at that time is due to the last bit.
+        if give_up or now >= self._shed_time(index):
+            self._remove(index, now)
+            self.rejected += 1
+            return "rejected"
+        return "waiting"
+
+    def _next_waiter(self) -> W:
+        # Which waiter gets the slot is decided by `pick`, which needs the time.
+        self._reserved += 1
+        return self.dispatch
+
+    def _hand_on(self) -> W | None:
+        if len(self.waiters) > self._reserved and self.running <= self.limit:
+            return self._next_waiter()
+        self.running -= 1
+        return None
+
+    def _withdraw(self, waiter: W) -> bool:
+        # Without the time, the delay is taken to stay below target until the new oldest
+        # waiter reaches it: at worst the queue is seen standing a little later.
+        index = self._index(waiter)
+        if index is None:
+            return False
+        self._remove(index, None)
+        return True
+
+    def _shed_time(self, index: int) -> float:
+        # Waited `interval`, and the queue stands: both hold from the later of the two.
+        anchor = self._anchor
+        assert anchor is not None  # the queue holds a waiter
+        return max(self._since[index], anchor) + self.interval
+
+    def _index(self, waiter: W) -> int | None:
+        for index, queued in enumerate(self.waiters):
+            if queued is waiter:
+                return index
+        return None
+
+    def _remove(self, index: int, now: float | None) -> None:
+        del self.waiters[index]
+        del self._since[index]
+        if index == 0:
+            self._head_left(now)
+
+    def _head_left(self, now: float | None) -> None:
+        """The oldest waiter left at `now`: the delay drops to the next one's wait."""
+        if not self._since:
+            self._anchor = None
+            return
+        oldest = self._since[0]
+        if now is None or now - oldest < self.target:
+            self._anchor = oldest + self.target
 
 
 class KeyedRegistry(Generic[K, G]):

@@ -8,6 +8,11 @@ with plain arithmetic: it waits for nothing but the call itself. A freed slot is
 to the longest waiter, which stays counted as running from that moment; a waiter that is then
 cancelled before it resumes (CPython gh-90155, anyio #947) passes the slot on, and a waiter
 whose `max_wait` passed is taken out of the queue before it is rejected, so it never holds one.
+
+With `queue="codel"` the ledger is a `CoDelLedger`: which waiter gets a freed slot depends on
+the time, so the slot is reserved and a `_Dispatch` token is woken instead, which reads the
+clock and picks the waiter; each waiter also wakes when it is due to be shed. The FIFO path
+is untouched by this.
 """
 
 from __future__ import annotations
@@ -16,10 +21,10 @@ import math
 from collections.abc import Callable, Hashable, Iterable
 from datetime import timedelta
 from types import TracebackType
-from typing import NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, NoReturn, ParamSpec, Protocol, TypeVar
 
-from .._core.bulkhead import BulkheadLedger, BulkheadMetrics
-from .._core.checks import check_hooks, check_int, check_name, check_seconds
+from .._core.bulkhead import QUEUE_DISCIPLINES, BulkheadLedger, BulkheadMetrics, CoDelLedger
+from .._core.checks import check_hooks, check_int, check_name, check_positive, check_seconds
 from ..context import PreparedFields, attach_context
 from ..errors import BulkheadFullError
 from ..instrumentation import Hook, emit_to
@@ -27,11 +32,20 @@ from . import _backend
 from .keyed import Keyed
 from .policy import MUST_WAIT, Policy
 
+if TYPE_CHECKING:
+    from .adaptive import AdaptiveBulkhead
+
 __all__ = ["Bulkhead", "BulkheadMetrics", "KeyedBulkhead"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
+
+
+class _Wakeable(Protocol):
+    """What the ledger hands a slot to: a waiter's event, or a CoDel dispatch token."""
+
+    def set(self) -> None: ...
 
 
 class Bulkhead(Policy):
@@ -43,7 +57,14 @@ class Bulkhead(Policy):
     Use it through `call`, as a decorator, or as a context manager around a block.
     Unlike a semaphore it also rejects: its queue is bounded, so an overloaded dependency
     sheds load instead of piling up callers. For one bulkhead per tenant or host, see
-    `Bulkhead.per_key`.
+    `Bulkhead.per_key`; for a limit that follows the dependency's latency,
+    `Bulkhead.adaptive`.
+
+    With `queue="codel"`, waiters are served in FIFO order only while the queue drains. When
+    it stands (every waiter of the last `codel_interval` seconds waited longer than
+    `codel_target`), a freed slot goes to the newest waiter and a waiter that has waited
+    `codel_interval` is rejected: under overload the calls that run stay fast, at the price
+    of fairness (adaptive LIFO with CoDel).
 
     Args:
         max_concurrent: How many calls may run at once, an int >= 1.
@@ -53,8 +74,14 @@ class Bulkhead(Policy):
             queue (`max_queue` >= 1).
         name: A name for events, errors and error context.
         hooks: Hooks (callables taking one event) for this bulkhead's events only.
+        queue: The queue discipline, "fifo" or "codel".
+        codel_target: With "codel", the queueing delay that is acceptable, seconds > 0.
+        codel_interval: With "codel", how long the delay must stay above the target before
+            the queue counts as standing, and the longest wait in a standing queue,
+            seconds > 0.
 
-    The configuration is read-only (`max_concurrent`, `max_queue`, `max_wait`, `name`).
+    The configuration is read-only (`max_concurrent`, `max_queue`, `max_wait`, `name`,
+    `queue`, `codel_target`, `codel_interval`).
 
     Raises:
         ValueError: An argument is out of range, or `max_wait` is given without a queue.
@@ -66,6 +93,9 @@ class Bulkhead(Policy):
     """
 
     __slots__ = (
+        "_codel",
+        "_codel_interval",
+        "_codel_target",
         "_context",
         "_hooks",
         "_ledger",
@@ -74,6 +104,7 @@ class Bulkhead(Policy):
         "_max_queue",
         "_max_wait",
         "_name",
+        "_queue",
         "_wait_limit",
     )
 
@@ -85,6 +116,9 @@ class Bulkhead(Policy):
         max_wait: float | timedelta | None = None,
         name: str | None = None,
         hooks: Iterable[Hook] = (),
+        queue: str = "fifo",
+        codel_target: float = 0.005,
+        codel_interval: float = 0.1,
     ) -> None:
         self._max_concurrent = check_int(max_concurrent, "max_concurrent", 1)
         self._max_queue = check_int(max_queue, "max_queue", 0)
@@ -96,19 +130,59 @@ class Bulkhead(Policy):
             )
         self._name = name = check_name(name)
         self._hooks: tuple[Hook, ...] = check_hooks(hooks)
+        if queue not in QUEUE_DISCIPLINES:
+            raise ValueError(f"queue must be 'fifo' or 'codel', got {queue!r}")
+        self._queue = queue
+        self._codel_target = check_positive(codel_target, "codel_target")
+        self._codel_interval = check_positive(codel_interval, "codel_interval")
         self._wait_limit = math.inf if self._max_wait is None else self._max_wait
-        self._ledger: BulkheadLedger[_backend.Event] = BulkheadLedger(
-            self._max_concurrent, self._max_queue
-        )
+        self._codel: CoDelLedger[_Wakeable] | None = None
+        self._ledger: BulkheadLedger[_Wakeable]
+        if queue == "codel":
+            self._ledger = self._codel = CoDelLedger(
+                self._max_concurrent,
+                self._max_queue,
+                target=self._codel_target,
+                interval=self._codel_interval,
+                dispatch=_Dispatch(self),
+            )
+        else:
+            self._ledger = BulkheadLedger(self._max_concurrent, self._max_queue)
         self._lock = _backend.Lock()
         # Merged into the error context of errors raised here or passing through.
         self._context = PreparedFields({"policy": name or "Bulkhead"})
 
     def __repr__(self) -> str:
+        codel = (
+            f", queue='codel', codel_target={self._codel_target!r}, "
+            f"codel_interval={self._codel_interval!r}"
+            if self._codel is not None
+            else ""
+        )
         return (
             f"Bulkhead({self.max_concurrent!r}, max_queue={self.max_queue!r}, "
-            f"max_wait={self.max_wait!r}, name={self.name!r})"
+            f"max_wait={self.max_wait!r}, name={self.name!r}{codel})"
         )
+
+    @property
+    def limit(self) -> int:
+        """How many calls may run at once now (fixed here; it moves on an adaptive one)."""
+        return self._ledger.limit
+
+    @property
+    def queue(self) -> str:
+        """The queue discipline, "fifo" or "codel"."""
+        return self._queue
+
+    @property
+    def codel_target(self) -> float:
+        """With "codel", the queueing delay that is acceptable, in seconds."""
+        return self._codel_target
+
+    @property
+    def codel_interval(self) -> float:
+        """With "codel", how long a standing queue lasts before it counts, in seconds."""
+        return self._codel_interval
 
     @property
     def max_concurrent(self) -> int:
@@ -208,8 +282,9 @@ class Bulkhead(Policy):
             admitted = ledger.try_admit()
         return None if admitted else MUST_WAIT
 
-    def _guard_wait(self) -> None:
+    def _guard_wait(self) -> object:
         self._wait_for_slot()
+        return None
 
     def _guard_exit(self, token: None, error: BaseException | None) -> None:
         ledger = self._ledger
@@ -223,6 +298,51 @@ class Bulkhead(Policy):
             attach_context(error, self._context)
         else:
             self._free(ledger.cancel)
+
+    @staticmethod
+    def adaptive(
+        *,
+        initial: int = 20,
+        min_limit: int = 1,
+        max_limit: int = 1000,
+        algorithm: str = "gradient",
+        max_queue: int = 0,
+        max_wait: float | timedelta | None = None,
+        name: str | None = None,
+        hooks: Iterable[Hook] = (),
+        queue: str = "fifo",
+        codel_target: float = 0.005,
+        codel_interval: float = 0.1,
+    ) -> AdaptiveBulkhead:
+        """Build a bulkhead whose limit follows the dependency's measured latency.
+
+        See `AdaptiveBulkhead` for the algorithms ("gradient", "aimd") and what counts as a
+        sample; the other arguments are those of `Bulkhead`.
+
+        Raises:
+            ValueError: `min_limit > max_limit`, `initial` outside them, an unknown
+                algorithm or queue discipline, or another argument out of range.
+            TypeError: An argument has the wrong type.
+
+        Example:
+            >>> search = Bulkhead.adaptive(initial=10, max_limit=200, max_queue=50)
+            >>> await search.call(query, "kittens")  # search.limit moves with latency
+        """
+        from .adaptive import AdaptiveBulkhead
+
+        return AdaptiveBulkhead(
+            initial=initial,
+            min_limit=min_limit,
+            max_limit=max_limit,
+            algorithm=algorithm,
+            max_queue=max_queue,
+            max_wait=max_wait,
+            name=name,
+            hooks=hooks,
+            queue=queue,
+            codel_target=codel_target,
+            codel_interval=codel_interval,
+        )
 
     @staticmethod
     def per_key(
@@ -260,6 +380,9 @@ class Bulkhead(Policy):
 
     def _wait_for_slot(self) -> None:
         """Queue for a slot, or raise; return once a slot was handed to this caller."""
+        if self._codel is not None:
+            self._wait_in_codel_queue(self._codel)
+            return
         ledger = self._ledger
         with self._lock:
             # Sync code: another thread may have freed a slot since the first look.
@@ -285,7 +408,56 @@ class Bulkhead(Policy):
         if timed_out:
             self._reject(f"no slot within max_wait={self.max_wait}s")
 
-    def _free(self, outcome: Callable[[], _backend.Event | None]) -> None:
+    def _wait_in_codel_queue(self, ledger: CoDelLedger[_Wakeable]) -> None:
+        """Queue for a slot under CoDel: woken with a slot, or when due to be shed."""
+        now = _backend.current_time()
+        with self._lock:
+            if ledger.try_admit():
+                return
+            waiter = _backend.Event()
+            queued = ledger.enqueue_at(waiter, now)
+        if not queued:
+            self._reject("no free slot and the queue is full")
+        give_up_at = now + self._wait_limit
+        while True:
+            with self._lock:
+                shed_at = ledger.shed_at(waiter)
+            if shed_at is None:
+                return  # a slot was handed over between two waits
+            wake_at = min(shed_at, give_up_at)
+            try:
+                granted = _backend.wait_event(waiter, max(0.0, wake_at - _backend.current_time()))
+            except BaseException:
+                with self._lock:
+                    successor = ledger.cancel_wait_at(waiter, _backend.current_time())
+                if successor is not None:
+                    successor.set()
+                raise
+            if granted:
+                return
+            now = _backend.current_time()
+            with self._lock:
+                verdict = ledger.expire(waiter, now, now >= give_up_at)
+            if verdict == "granted":
+                return
+            if verdict == "rejected":
+                if now >= give_up_at:
+                    self._reject(f"no slot within max_wait={self.max_wait}s")
+                self._reject(
+                    f"shed after waiting {self._codel_interval}s in a standing queue (codel)"
+                )
+
+    def _dispatch(self) -> None:
+        """Hand a slot reserved by the CoDel ledger to the waiter it picks now."""
+        codel = self._codel
+        assert codel is not None
+        now = _backend.current_time()
+        with self._lock:
+            waiter = codel.pick(now)
+        if waiter is not None:
+            waiter.set()
+
+    def _free(self, outcome: Callable[[], _Wakeable | None]) -> None:
         """Count a finished call with `outcome` and wake the waiter its slot went to."""
         with self._lock:
             waiter = outcome()
@@ -358,3 +530,15 @@ class KeyedBulkhead(Keyed[K, Bulkhead]):
 
 def _bulkhead_is_idle(bulkhead: Bulkhead, now: float) -> bool:
     return bulkhead._ledger.is_idle()
+
+
+class _Dispatch:
+    """The token a CoDel ledger returns for a reserved slot: setting it picks the waiter."""
+
+    __slots__ = ("_bulkhead",)
+
+    def __init__(self, bulkhead: Bulkhead) -> None:
+        self._bulkhead = bulkhead
+
+    def set(self) -> None:
+        self._bulkhead._dispatch()

@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable, Hashable, Iterable
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, Final, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NoReturn, ParamSpec, TypeVar
 
 from .._core.bucket import Reservation, TokenBucket
 from .._core.checks import check_hooks, check_name, check_period, check_positive, check_seconds
@@ -28,6 +28,9 @@ from . import _backend
 from .keyed import Keyed
 from .policy import MUST_WAIT, Policy
 from .ports import LimiterConfig, LimiterPort, MemoryLimiterPort
+
+if TYPE_CHECKING:
+    from .shared_ratelimit import SharedLimiter
 
 __all__ = ["KeyedRateLimiter", "RateLimiter"]
 
@@ -85,7 +88,7 @@ class RateLimiter(Policy):
         "_name",
         "_per",
         "_rate",
-        "_shared",
+        "_remote",
         "_state",
         "_wait_limit",
     )
@@ -138,15 +141,16 @@ class RateLimiter(Policy):
         else:
             config = LimiterConfig(per_second, self._burst)
             port = store.shared("limiter", name, config, new_port, flavour=_FLAVOUR)
-        self._shared: LimiterPort | None = None
-        if isinstance(port, MemoryLimiterPort):
-            self._state = port
-        else:
-            # Tokens behind a server: every take is awaited, so another class drives it.
-            from .shared_ratelimit import SharedRateLimiter
+        self._remote: SharedLimiter | None = None
+        if not isinstance(port, MemoryLimiterPort):
+            # Tokens behind a server: every take is awaited, so a driver of its own takes
+            # them. The limiter holds a bucket that never has a token, so its fast path
+            # always falls through to the waiting path, which hands the take over.
+            from .shared_ratelimit import NoTokens, SharedLimiter
 
-            self._shared = port
-            self.__class__ = SharedRateLimiter
+            self._remote = SharedLimiter(self, port)
+            port = MemoryLimiterPort(NoTokens(per_second, burst_tokens))
+        self._state = port
 
     def __repr__(self) -> str:
         return (
@@ -186,7 +190,7 @@ class RateLimiter(Policy):
 
     @property
     def queued(self) -> int:
-        """How many callers wait for tokens now."""
+        """How many callers wait for tokens now (0 with a shared store: none queue here)."""
         return self._state.bucket.waiting
 
     def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
@@ -241,7 +245,8 @@ class RateLimiter(Policy):
 
         Raises:
             ValueError: `tokens` is not > 0, or exceeds `burst`.
-            TypeError: `tokens` is not a number (a bool is not accepted).
+            TypeError: `tokens` is not a number (a bool is not accepted), or the limiter
+                has a shared store (its bucket cannot be read without I/O).
         """
         if type(tokens) is not int or tokens != 1:
             self._check_tokens(tokens)  # before touching the bucket: bad input changes nothing
@@ -249,6 +254,11 @@ class RateLimiter(Policy):
         with state.lock:
             if state.bucket.try_take(tokens, _backend.current_time()):
                 return True
+        if self._remote is not None:
+            raise TypeError(
+                "try_acquire never waits and does no I/O, so it cannot take tokens from a "
+                "RateLimiter with a shared store; use `acquire` on a limiter with max_wait=0"
+            )
         return False
 
     def __enter__(self) -> RateLimiter:
@@ -320,6 +330,9 @@ class RateLimiter(Policy):
     def _wait_for_tokens(self, tokens: float) -> None:
         """Reserve `tokens` and wait for them, or reject at once."""
         self._check_tokens(tokens)
+        if self._remote is not None:
+            self._remote.take(tokens)
+            return
         state = self._state
         bucket = state.bucket
         with state.lock:

@@ -220,13 +220,13 @@ class RedisStore:
         base = f"{self.prefix}:{{{kind}:{name}}}"
         if kind == "breaker" and isinstance(local, MemoryBreakerPort):
             assert isinstance(config, BreakerConfig)
-            return RedisBreakerPort(self, base, config, local)
+            return RedisBreakerPort(self, name, base, config, local)
         if kind == "limiter" and isinstance(local, MemoryLimiterPort):
             assert isinstance(config, LimiterConfig)
-            return RedisLimiterPort(self, base, config, local)
+            return RedisLimiterPort(self, name, base, config, local)
         if kind == "retry_budget" and isinstance(local, MemoryBudgetPort):
             assert isinstance(config, BudgetConfig)
-            return RedisBudgetPort(self, base, config, local)
+            return RedisBudgetPort(self, name, base, config, local)
         raise TypeError(
             f"a RedisStore shares breakers, rate limiters and retry budgets, not {kind}"
         )

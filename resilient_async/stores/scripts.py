@@ -4,7 +4,9 @@ Redis runs a script to completion before any other command, so a step that reads
 (admit a probe, record an outcome, take tokens) cannot interleave with another process's.
 Every script reads the time from the server (`TIME`), so the processes' clocks may disagree,
 refreshes the TTL of the keys it touches, and returns floats as strings (Redis would
-truncate Lua numbers to integers).
+truncate Lua numbers to integers). Each keeps the settings it was first run with beside
+its state and refuses a step made with other settings (it answers {'config', stored}), so
+replicas configured differently get an error instead of applying each their own.
 
 The breaker script follows `_core/breaker.py` rule for rule: the same states, generations
 and probe tickets, the same windows (a count window is a ring of one byte per call in a
@@ -261,7 +263,9 @@ LIMITER: Final = r"""
 local key = KEYS[1]
 local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
 local tokens, limit = tonumber(ARGV[3]), tonumber(ARGV[4])
-local op, ttl_ms = ARGV[5], tonumber(ARGV[6])
+local op, ttl_ms, cfg = ARGV[5], tonumber(ARGV[6]), ARGV[7]
+local stored = redis.call('HGET', key, 'cfg')
+if stored and stored ~= cfg then return {'config', stored} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local v = redis.call('HMGET', key, 'level', 'updated')
@@ -284,19 +288,22 @@ else
   end
 end
 redis.call('HSET', key, 'level', string.format('%.9f', level),
-  'updated', string.format('%.6f', updated))
+  'updated', string.format('%.6f', updated), 'cfg', cfg)
 redis.call('PEXPIRE', key, ttl_ms)
 return {granted, string.format('%.9f', wait)}
 """
 """One step of a shared token bucket: `take` (at once, reserved with a wait of at most
 `limit` seconds, or refused; a negative limit means none) or `give` back. Returns
-{granted (1/0), wait}."""
+{granted (1/0), wait}, or {'config', stored} when the stored bucket has other settings."""
 
 BUDGET: Final = r"""
 local key = KEYS[1]
 local calls, withdraw = tonumber(ARGV[1]), ARGV[2] == '1'
 local ratio, floor, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local buckets, ttl_ms = tonumber(ARGV[6]), tonumber(ARGV[7])
+local buckets, ttl_ms, cfg = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
+local stored = redis.call('HGET', key, 'cfg')
+if stored and stored ~= cfg then return {'config', stored} end
+if not stored then redis.call('HSET', key, 'cfg', cfg) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local width = ttl / buckets
@@ -335,4 +342,5 @@ return {granted, string.format('%.6f', available)}
 """One step of a shared retry budget: add `calls` first attempts (deposits batched by the
 process), then, if asked, withdraw one retry when the budget allows it. Counts live in
 `buckets + 1` buckets of `ttl / buckets` seconds, as in `_core/budget.py`. Returns
-{granted (1/0), retries available after the step}."""
+{granted (1/0), retries available after the step}, or {'config', stored} when the stored
+budget has other settings."""

@@ -12,6 +12,9 @@ merged view is built on first read and cached on the node.
 
 from __future__ import annotations
 
+import builtins
+import itertools
+import reprlib
 from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from types import MappingProxyType, TracebackType
@@ -365,10 +368,57 @@ def _note_text(view: Mapping[str, object]) -> str:
 
 
 def _render(value: object) -> str:
+    # The repr is built by a bounded renderer, so a huge value costs the same as a small one
+    # (the note would cut it anyway, and it is rebuilt each time a policy adds a field).
     try:
-        text = repr(value)
+        text = _BOUNDED.repr(value)
     except Exception:  # a broken __repr__ must not replace the error being annotated
         return f"<{type(value).__name__} with a failing repr>"
     if len(text) > _MAX_VALUE_CHARS:
         return text[: _MAX_VALUE_CHARS - 3] + "..."
     return text
+
+
+class _BoundedRepr(reprlib.Repr):
+    """`repr()` that stops early on long strings and big containers.
+
+    Small values render exactly as `repr()` does (dicts keep their order); strings and bytes
+    are cut before they are rendered, containers after a few items and a few levels.
+    Other objects still use their own `__repr__` (a failing one is named, not raised).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel = 4
+        self.maxtuple = self.maxlist = self.maxarray = self.maxdeque = 32
+        self.maxdict = self.maxset = self.maxfrozenset = 32
+        self.maxstring = self.maxlong = self.maxother = _MAX_VALUE_CHARS + 2
+
+    def repr_str(self, x: str, level: int) -> str:
+        if len(x) <= _MAX_VALUE_CHARS:
+            return builtins.repr(x)
+        return builtins.repr(x[:_MAX_VALUE_CHARS]) + "..."
+
+    def repr_bytes(self, x: bytes, level: int) -> str:
+        if len(x) <= _MAX_VALUE_CHARS:
+            return builtins.repr(x)
+        return builtins.repr(x[:_MAX_VALUE_CHARS]) + "..."
+
+    def repr_dict(self, x: dict[object, object], level: int) -> str:
+        if not x:
+            return "{}"
+        if level <= 0:
+            return "{...}"
+        items = [
+            f"{self.repr1(key, level - 1)}: {self.repr1(value, level - 1)}"
+            for key, value in itertools.islice(x.items(), self.maxdict)
+        ]
+        if len(x) > self.maxdict:
+            items.append("...")
+        return "{" + ", ".join(items) + "}"
+
+    def repr_instance(self, x: object, level: int) -> str:
+        return builtins.repr(x)
+
+
+_BOUNDED = _BoundedRepr()

@@ -5,6 +5,9 @@ subclasses the closest builtin where one exists (`DeadlineExceeded` is a `Timeou
 `CompensationError` and `SupervisorGaveUp` are `ExceptionGroup`s), so code that catches the
 builtin keeps working.
 
+Every error pickles with its message, attributes, error context and note, so it survives a
+process boundary (multiprocessing, task queues).
+
 The library never raises one instance twice: every rejection builds a fresh exception, so a
 traceback can never grow across raises.
 """
@@ -57,7 +60,7 @@ class CircuitOpenError(ResilienceError):
         super().__init__(f"circuit {breaker or '<unnamed>'} is open (retry after {when})")
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.breaker, self.retry_after))
+        return (type(self), (self.breaker, self.retry_after), _state_of(self))
 
 
 class BulkheadFullError(ResilienceError):
@@ -69,10 +72,11 @@ class BulkheadFullError(ResilienceError):
 
     def __init__(self, bulkhead: str | None, reason: str = "no free slot") -> None:
         self.bulkhead = bulkhead
+        self.reason = reason
         super().__init__(f"bulkhead {bulkhead or '<unnamed>'} is full: {reason}")
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.bulkhead, self.args[0].split(": ", 1)[-1]))
+        return (type(self), (self.bulkhead, self.reason), _state_of(self))
 
 
 class RateLimitedError(ResilienceError):
@@ -91,7 +95,7 @@ class RateLimitedError(ResilienceError):
         super().__init__(f"rate limit {limiter or '<unnamed>'} exceeded (retry after {when})")
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.limiter, self.retry_after))
+        return (type(self), (self.limiter, self.retry_after), _state_of(self))
 
 
 class DeadlineExceeded(ResilienceError, TimeoutError):
@@ -112,7 +116,7 @@ class DeadlineExceeded(ResilienceError, TimeoutError):
         super().__init__(message)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.timeout, self.args[0]))
+        return (type(self), (self.timeout, self.args[0]), _state_of(self))
 
 
 class CompensationError(ResilienceError, ExceptionGroup[Exception]):
@@ -148,3 +152,13 @@ class SupervisorGaveUp(ResilienceError, ExceptionGroup[Exception]):
 
 
 _EMPTY: Mapping[str, object] = MappingProxyType({})
+
+
+def _state_of(error: BaseException) -> dict[str, Any] | None:
+    """Return what pickling must carry besides the constructor's arguments.
+
+    The instance dict holds the PEP 678 notes and the captured error context (see
+    `resilient_async.context`), plus any attribute a user set; without it an error crossing a
+    process boundary (multiprocessing, a task queue) would arrive without them.
+    """
+    return dict(error.__dict__) or None

@@ -17,7 +17,7 @@ from ._async import _backend
 from ._async.policy import Policy
 from ._async.retry import RetryBudget
 from ._core.checks import check_hooks, check_int, check_name, check_seconds
-from ._core.deadlines import DEADLINE
+from ._core.deadlines import effective_deadline
 from ._core.no_retry import NO_RETRY
 from .classify import DEFAULT, DefaultType, ErrorClass, OnSpec, compile_on
 from .context import attach_context
@@ -146,6 +146,28 @@ class _HedgedCall(Generic[T]):
         self._wake = anyio.Event()
 
     async def run(self) -> T:
+        try:
+            await self._race()
+        except BaseExceptionGroup as group:
+            stop = _stop_signal(group)
+            if stop is None:
+                raise
+        else:
+            stop = None
+        if stop is not None:
+            # Raised outside the handler, so the group is not chained onto it: a
+            # KeyboardInterrupt or SystemExit leaves a Hedge unchanged, as every policy's does.
+            raise stop
+        if self._misconfigured is not None:
+            raise self._misconfigured
+        if self._succeeded:
+            return self._result  # type: ignore[no-any-return]
+        error = self._final_error or self._last_error
+        assert error is not None  # every attempt ended, none succeeded
+        attach_context(error, {"policy": self._hedge.name or "Hedge", "attempt": self._last_failed})
+        raise error
+
+    async def _race(self) -> None:
         hedge = self._hedge
         async with anyio.create_task_group() as tg:
             self._cancel = tg.cancel_scope.cancel
@@ -163,17 +185,9 @@ class _HedgedCall(Generic[T]):
                     self._wake = anyio.Event()
                 if self._early_starts:
                     self._early_starts -= 1
-        if self._misconfigured is not None:
-            raise self._misconfigured
-        if self._succeeded:
-            return self._result  # type: ignore[no-any-return]
-        error = self._final_error or self._last_error
-        assert error is not None  # every attempt ended, none succeeded
-        attach_context(error, {"policy": hedge.name or "Hedge", "attempt": self._last_failed})
-        raise error
 
     async def _may_start_another(self) -> bool:
-        if NO_RETRY.get() or _backend.remaining_until(DEADLINE.get()) <= 0:
+        if NO_RETRY.get() or _backend.remaining_until(effective_deadline()) <= 0:
             return False
         budget = self._hedge._budget
         if budget is None:
@@ -208,3 +222,15 @@ class _HedgedCall(Generic[T]):
             self._result = result
             self._succeeded = True
         self._cancel()
+
+
+def _stop_signal(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """Return the first KeyboardInterrupt or SystemExit in `group` (trio's nurseries wrap them)."""
+    for leaf in group.exceptions:
+        if isinstance(leaf, KeyboardInterrupt | SystemExit):
+            return leaf
+        if isinstance(leaf, BaseExceptionGroup):
+            found = _stop_signal(leaf)
+            if found is not None:
+                return found
+    return None

@@ -12,8 +12,17 @@ from typing import Any
 
 import pytest
 import trio.testing
+from hypothesis import HealthCheck, settings
 
 from resilient_async.testing import virtual_time_loop
+
+# Hypothesis times its own data generation and fails a test whose first examples are slow to
+# draw (the too_slow health check): on a loaded machine that is noise, not a finding, and it
+# made runs flaky. Per-example deadlines are off for the same reason; seeds are still printed.
+settings.register_profile(
+    "resilient_async", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("resilient_async")
 
 # Every loop error (never-retrieved exceptions, failing callbacks) seen during a test.
 _loop_errors: list[dict[str, Any]] = []

@@ -7,6 +7,7 @@ check the invariants after every step.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import math
 from collections import deque
@@ -24,7 +25,8 @@ from hypothesis.stateful import (
 )
 
 from resilient_async._core.bucket import Reservation, TokenBucket
-from resilient_async._core.bulkhead import BulkheadLedger, KeyedRegistry
+from resilient_async._core.bulkhead import BulkheadLedger
+from resilient_async._core.keyed import KeyedRegistry
 
 EPS = 1e-6
 
@@ -442,17 +444,56 @@ def test_registry_bounds_idle_keys_by_max_keys() -> None:
     assert list(keyed.keys()) == ["k97", "k98", "k99"]
 
 
-def test_registry_keeps_more_than_max_keys_only_while_busy() -> None:
+def test_registry_holds_at_most_max_keys_even_when_all_are_busy() -> None:
+    # Issue #13 item 3: max_keys is a hard bound; a busy guard that is evicted is still
+    # found by its key while anyone holds it, so its limit is never split in two.
     keyed = registry(max_keys=2, idle_ttl=1e9)
     guards = [keyed.get(f"k{index}", 0.0) for index in range(2)]
     for guard in guards:
         guard.busy = True
-    keyed.get("extra", 0.0)
-    assert len(keyed) == 3  # the two busy ones and the newest
-    for guard in guards:
-        guard.busy = False
-    keyed.get("another", 1.0)
+    for index in range(100):
+        keyed.get(f"extra{index}", 0.0)
+        assert len(keyed) == 2
+    assert keyed.get("k0", 1.0) is guards[0]
+    assert keyed.get("k1", 1.0) is guards[1]
     assert len(keyed) == 2
+
+
+def test_an_evicted_guard_nobody_holds_is_built_again() -> None:
+    built: list[str] = []
+
+    def build(key: str) -> Guard:
+        built.append(key)
+        return Guard(key)
+
+    keyed = KeyedRegistry(build, lambda guard, now: not guard.busy, max_keys=1, idle_ttl=1e9)
+    keyed.get("a", 0.0)
+    keyed.get("b", 0.0)  # evicts "a", whose guard nobody holds: it is gone
+    gc.collect()
+    assert keyed.get("a", 0.0).key == "a"
+    assert built == ["a", "b", "a"]
+    assert len(keyed) == 1
+
+
+@pytest.mark.parametrize("size", [1_000, 10_000, 100_000])
+def test_a_lookup_examines_a_constant_number_of_guards(size: int) -> None:
+    # The old registry checked every held guard for a new key once full (O(keys)).
+    checks = 0
+
+    def is_idle(guard: Guard, now: float) -> bool:
+        nonlocal checks
+        checks += 1
+        return not guard.busy
+
+    keyed: KeyedRegistry[str, Guard] = KeyedRegistry(Guard, is_idle, max_keys=size, idle_ttl=1e9)
+    held = [keyed.get(f"k{index}", 0.0) for index in range(size)]
+    for guard in held:
+        guard.busy = True
+    checks = 0
+    for index in range(1_000):
+        keyed.get(f"new{index}", 1.0)
+    assert checks <= 1_000 * KeyedRegistry._SWEEP
+    assert len(keyed) == size
 
 
 def test_give_back_returns_tokens_up_to_the_burst_and_moves_no_reservation() -> None:

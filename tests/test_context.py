@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import pickle
+import tracemalloc
 from collections.abc import Mapping
 from contextlib import ExitStack
+from typing import Any
 
 import anyio
 import pytest
@@ -623,3 +625,34 @@ def test_prepared_fields_attach_like_plain_ones() -> None:
     attach_context(again, {"attempt": 2})
     assert context_of(again) == {"policy": "db", "breaker_state": "open", "attempt": 2}
     assert len([n for n in again.__notes__ if n.startswith("resilient_async context:")]) == 1
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: "x" * 10_000_000,
+        lambda: b"y" * 10_000_000,
+        lambda: ["z" * 10_000_000],
+        lambda: {"blob": "w" * 10_000_000},
+        lambda: list(range(1_000_000)),
+    ],
+    ids=["str", "bytes", "list-of-str", "dict-of-str", "long-list"],
+)
+def test_a_huge_value_is_never_rendered_in_full(make: Any) -> None:
+    # Issue #13 item 12: the note is cut to 200 characters, so building the full repr of a
+    # 10 MB value for every note is wasted work; measured here as memory, not time.
+    value = make()
+    exc = ValueError("boom")
+    tracemalloc.start()
+    try:
+        with error_context(blob=value, request="r1"):
+            for attempt in range(5):
+                attach_context(exc, {"attempt": attempt, "policy": f"p{attempt}"})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 200_000, f"rendering the note allocated {peak} bytes"
+    (note,) = our_notes(exc)
+    assert "blob=" in note
+    assert len(note) < 400
+    assert (context_of(exc) or {})["blob"] is value

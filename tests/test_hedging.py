@@ -6,6 +6,7 @@ from contextvars import ContextVar
 
 import anyio
 import pytest
+import trio.testing
 
 import resilient_async as ra
 from resilient_async._async.retry import RetryBudget
@@ -173,3 +174,26 @@ async def test_a_sync_callable_is_refused_by_its_own_name() -> None:
     assert "lambda" not in str(caught.value)
     with pytest.raises(TypeError, match=r"plain_failure is a sync function"):
         await hedge.call(plain_failure, "k")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("signal", [KeyboardInterrupt, SystemExit])
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_stop_signal_in_an_attempt_leaves_the_hedge_unwrapped(
+    backend: str, signal: type[BaseException]
+) -> None:
+    # Issue #13 item 6: trio's nursery wrapped it in a BaseExceptionGroup. Run outside the
+    # test runner: on asyncio the signal also stops the event loop, as it should.
+    raised = signal("stop")
+
+    async def attempt() -> str:
+        await anyio.sleep(0.01)
+        raise raised
+
+    async def main() -> None:
+        await Hedge(1.0, max_attempts=2).call(attempt)
+
+    options = {"clock": trio.testing.MockClock(autojump_threshold=0)} if backend == "trio" else {}
+    with pytest.raises(signal) as caught:
+        anyio.run(main, backend=backend, backend_options=options)
+    assert caught.value is raised
+    assert type(caught.value) is signal

@@ -504,3 +504,20 @@ async def test_per_key_keeps_a_bucket_that_is_still_refilling() -> None:
     assert keyed["slow"] is limiter  # forgetting it would hand out a fresh token early
     with pytest.raises(ra.RateLimitedError):
         await keyed["slow"].acquire()
+
+
+@watchdog
+async def test_per_key_holds_at_most_max_keys_even_when_every_bucket_refills() -> None:
+    # Issue #13 item 3: a limiter never dropped a key still refilling, so 4000 distinct keys
+    # were held under max_keys=1000 and each new key cost O(keys).
+    keyed: KeyedRateLimiter[str] = KeyedRateLimiter(1, per=100, burst=1, max_keys=1000)
+    for index in range(4000):
+        await keyed[f"ip-{index}"].acquire()
+        assert len(keyed) <= 1000
+    assert len(keyed) == 1000
+    assert "ip-3999" in keyed
+    assert "ip-0" not in keyed
+    # An evicted key that nobody holds starts again with a full bucket, as documented.
+    await keyed["ip-0"].acquire()
+    with pytest.raises(ra.RateLimitedError):
+        await keyed["ip-0"].acquire()

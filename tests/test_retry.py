@@ -19,7 +19,7 @@ from unittest import mock
 import anyio
 import anyio.lowlevel
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import resilient_async as ra
@@ -792,6 +792,15 @@ steps = st.tuples(
 
 
 @settings(max_examples=200, deadline=None)
+@example(  # issue #13 item 13: found once in ~1300 random runs, a flaky failure
+    attempts=3,
+    schedule=backoff.constant(0.0),
+    timeout=None,
+    enclosing=1.2303859518321457e-107,
+    script=[("transient", 0.0, 0.0)],
+    backend="asyncio",
+    form="call",
+)
 @given(
     attempts=st.integers(1, 6),
     schedule=schedules,
@@ -870,7 +879,12 @@ def test_retry_loops_keep_their_bounds(
     assert end - start <= budget + 1e-9
     # One wait per retry, each scheduled once, none crossing the deadline, all in bounds.
     scheduled = [e for e in events if e.kind == "retry.scheduled"]
-    assert len(waits) == len(scheduled) == len(calls) - 1
+    assert len(waits) == len(scheduled)
+    # A deadline a hair after the start is not crossed by a zero wait, yet on asyncio its
+    # timer, due at once, runs after the task's next step: it can expire during that wait,
+    # and then no attempt follows the wait.
+    expired_in_wait = isinstance(outcome, ra.DeadlineExceeded) and outcome not in raised
+    assert len(waits) == len(calls) - 1 or (expired_in_wait and len(waits) == len(calls))
     cap = schedule.max if schedule.max is not None else math.inf
     for (began, seconds), event, hint in zip(waits, scheduled, hints, strict=False):
         assert event.delay == seconds

@@ -250,3 +250,42 @@ def test_per_key_in_threads() -> None:
     join(*[start(worker, key) for key in ("a", "b", "c") for _ in range(3)])
     assert peak == {"a": 1, "b": 1, "c": 1}
     assert len(keyed) == 3
+
+
+@pytest.mark.parametrize("max_keys", [10_000, 1])
+def test_per_key_limit_holds_under_16_threads_with_idle_ttl_zero(max_keys: int) -> None:
+    # Issue #13 item 5: one thread dropped a key as idle between another's lookup and its
+    # entry, and a third built a fresh bulkhead: 16 calls ran at once for one key. With
+    # max_keys=1 every other key evicts "shared" too, busy or not.
+    keyed = Bulkhead.per_key(1, max_queue=16, idle_ttl=0, max_keys=max_keys)
+    lock = threading.Lock()
+    running = 0
+    peak = 0
+    calls = 0
+    start = threading.Barrier(16)
+
+    def work() -> None:
+        nonlocal running, peak, calls
+        with lock:
+            running += 1
+            peak = max(peak, running)
+            calls += 1
+        time.sleep(0)  # let the other threads look up, drop and enter meanwhile
+        with lock:
+            running -= 1
+
+    def worker(index: int) -> None:
+        start.wait()
+        for turn in range(300):
+            keyed["shared"].call(work)
+            if turn % 3 == 0:
+                keyed[f"other-{index}-{turn}"].call(lambda: None)
+
+    threads = [threading.Thread(target=worker, args=(index,)) for index in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert calls == 16 * 300
+    assert peak == 1
+    assert keyed["shared"].in_use == 0

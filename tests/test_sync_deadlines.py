@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextvars
 import math
 import threading
 import time
 
 import pytest
 
+from resilient_async import backoff as sync_backoff
 from resilient_async import sync
 from resilient_async.context import context_of
 from resilient_async.instrumentation import hooks
@@ -184,3 +186,44 @@ def test_real_clock_smoke() -> None:
         time.sleep(0.01)
     assert scope.overrun is not None
     assert scope.overrun > 0.0
+
+
+def test_code_outliving_its_deadline_block_no_longer_sees_it() -> None:
+    # Issue #13 item 1, sync twin: work handed to a thread with a copy of the context (as
+    # executors do) can outlive the block; its deadline then no longer applies.
+    with sync.deadline(60):
+        outlives = contextvars.copy_context()
+        assert outlives.run(sync.remaining) <= 60
+    calls: list[int] = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionError("down")
+        return "ok"
+
+    def later() -> tuple[float, str]:
+        retry = sync.Retry(attempts=3, backoff=sync_backoff.constant(0.001))
+        with sync.deadline(30):  # armed: the closed outer block does not count
+            return sync.remaining(), retry.call(flaky)
+
+    left, result = outlives.run(later)
+    assert 0 < left <= 30
+    assert result == "ok"
+    assert outlives.run(sync.remaining) == math.inf
+
+
+def test_a_closed_block_does_not_stop_a_retry_in_a_copied_context() -> None:
+    with sync.deadline(0.001):
+        outlives = contextvars.copy_context()
+    time.sleep(0.01)  # past the closed block's deadline
+    calls: list[int] = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 2:
+            raise ConnectionError("down")
+        return "ok"
+
+    retry = sync.Retry(attempts=2, backoff=sync_backoff.constant(0.001))
+    assert outlives.run(retry.call, flaky) == "ok"

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import resilient_async as ra
-from resilient_async._core.deadlines import DEADLINE
+from resilient_async._core.deadlines import DEADLINE, Deadline
 from resilient_async._sync import _backend as sync_backend
 from resilient_async._sync.ratelimit import RateLimiter
 from resilient_async.stores import MemoryStore
@@ -111,7 +111,7 @@ def test_rejects_at_once_when_the_wait_reaches_the_deadline(clock: FakeClock) ->
 
 def _acquire_under_deadline(limiter: RateLimiter, clock: FakeClock, seconds: float) -> None:
     # The effective deadline on the fake clock (`deadline()` would read the real one).
-    token = DEADLINE.set(clock.now + seconds)
+    token = DEADLINE.set(Deadline(clock.now + seconds, None, None))
     try:
         limiter.acquire()
     finally:
@@ -167,8 +167,12 @@ def test_waiting_threads_are_paced_by_the_rate() -> None:
     assert len(admitted) == 40
     assert max(t for t, _ in admitted) - started >= (40 - burst) / rate - 1e-3
     assert limiter.queued == 0
-    # Late wake-ups can only bunch admissions by scheduling jitter: allow a few tokens.
-    assert not window_violations(admitted, rate, burst + 3)
+    # Times are recorded after `acquire` returns, and a thread can be descheduled for any
+    # length of time in between (a loaded machine), so recorded times bunch. Each thread has
+    # at most one admission not yet recorded at any moment, so a window can hold at most
+    # one late record per thread on top of what the bucket admits: burst + 8 is a sound
+    # bound, where the old "burst + 3" failed now and then under load (issue #13 item 13).
+    assert not window_violations(admitted, rate, burst + 8)
 
 
 def test_limiters_sharing_a_store_share_one_bucket_and_lock() -> None:

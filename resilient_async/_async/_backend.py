@@ -15,6 +15,7 @@ import asyncio
 import inspect
 import math
 import sys
+import threading
 from asyncio import events as _events
 from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
@@ -24,7 +25,7 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-from .._core.deadlines import DEADLINE
+from .._core.deadlines import DEADLINE, Deadline, visible
 from ..errors import DeadlineExceeded
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "check_awaited",
     "check_guarded_callable",
     "checkpoint",
+    "clock_offset",
     "current_time",
     "is_cancellation",
     "remaining_until",
@@ -81,7 +83,11 @@ def _trio() -> Any:
 
 
 def current_time() -> float:
-    """Return the running loop's clock (the clock virtual-time tests control).
+    """Return the library's clock: the running loop's, which virtual-time tests control.
+
+    On trio, the random offset of trio's real clock is taken out, so that in real time the
+    library's clock is `time.monotonic()` on every backend and in sync code: a policy can be
+    used from asyncio, trio and threads in turn and never mixes times from two clocks.
 
     Raises:
         RuntimeError: No asyncio or trio event loop is running in this thread.
@@ -90,9 +96,51 @@ def current_time() -> float:
     if loop is not None:
         return loop.time()
     try:
-        return float(_trio().current_time())
+        clock = _trio().lowlevel.current_clock()
     except RuntimeError:
         raise RuntimeError("this needs a running asyncio or trio event loop") from None
+    cached = _clock_cache
+    if cached[0] is not clock:
+        cached = _cache_clock(clock)
+    return float(clock.current_time()) - cached[1]
+
+
+def clock_offset() -> float:
+    """Return the loop's clock minus the library's (see `current_time`); 0 without a loop.
+
+    Times a user passes or reads (`deadline_at`, `current_deadline`) are on the loop's clock,
+    `anyio.current_time()`; this converts them.
+    """
+    if _get_running_loop() is not None:
+        return 0.0
+    trio = sys.modules.get("trio")
+    if trio is None:
+        return 0.0
+    try:
+        return _clock_offset(trio)
+    except RuntimeError:
+        return 0.0
+
+
+# (clock, offset) of the last trio clock seen, replaced as one tuple so threads never mix them.
+_clock_cache: tuple[object, float] = (None, 0.0)
+
+
+def _cache_clock(clock: object) -> tuple[object, float]:
+    global _clock_cache
+    # trio's real clock is `perf_counter() + offset`, and perf_counter is time.monotonic on
+    # every platform but Windows; a virtual clock (MockClock) is taken as it is.
+    offset = getattr(clock, "offset", 0.0) if type(clock).__name__ == "SystemClock" else 0.0
+    _clock_cache = cached = (clock, float(offset))
+    return cached
+
+
+def _clock_offset(trio: Any) -> float:
+    clock = trio.lowlevel.current_clock()
+    cached = _clock_cache
+    if cached[0] is not clock:
+        cached = _cache_clock(clock)
+    return cached[1]
 
 
 async def sleep(seconds: float) -> None:
@@ -134,7 +182,51 @@ class Lock:
         return None
 
 
-Event = anyio.Event
+class Event:
+    """An event that one task sets and another waits for, even across threads.
+
+    A policy shared by two threads, each with its own event loop, hands a freed slot or
+    token from one thread to a waiter in the other: set from another thread, the wake-up is
+    passed to the waiter's own loop thread-safely (with asyncio's event alone the waiter
+    would never wake, and debug mode would raise in the setter).
+    """
+
+    __slots__ = ("_event", "_loop", "_thread", "_token")
+
+    def __init__(self) -> None:
+        loop = _get_running_loop()
+        self._loop = loop
+        self._thread = threading.get_ident()
+        self._event: Any
+        self._token: Any
+        if loop is not None:
+            self._event = asyncio.Event()
+            self._token = None
+        else:
+            trio = _trio()
+            self._event = trio.Event()
+            self._token = trio.lowlevel.current_trio_token()
+
+    def set(self) -> None:
+        """Set the event and wake its waiters, from any thread."""
+        if threading.get_ident() == self._thread:
+            self._event.set()
+            return
+        try:
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._event.set)
+            else:
+                self._token.run_sync_soon(self._event.set)
+        except RuntimeError:
+            pass  # the waiter's loop has closed: nobody is left to wake
+
+    def is_set(self) -> bool:
+        """Tell whether the event is set (a set from another thread shows once delivered)."""
+        return bool(self._event.is_set())
+
+    async def wait(self) -> None:
+        """Wait until the event is set."""
+        await self._event.wait()
 
 
 async def run_to_completion(fn: Callable[[], Awaitable[T]]) -> T:
@@ -186,13 +278,19 @@ class DeadlineScope:
     """Cancel the enclosed block at `when` and raise `DeadlineExceeded`, as a plain `with`.
 
     The effective deadline (a context variable) becomes min(outer, `when`): an inner scope can
-    never extend an outer one, and a scope whose deadline is not earlier than the effective one
-    arms nothing at all. Only the scope that expired raises; an outer cancellation passes
-    through untouched, and on asyncio `Task.cancelling()` is back at its entry value on exit.
+    never extend an outer one, and a scope whose deadline is not earlier than an enclosing one
+    enforced in the same task arms nothing at all (the fast path). A deadline inherited from
+    a scope that does not cancel this task (a task spawned into a wider task group, a
+    fire-and-forget task, a sync `deadline` around `asyncio.run`) is not relied on: the scope
+    arms its own timer, at its own deadline, or at the inherited one when that comes from sync
+    code, which cannot enforce it. Only the scope that expired raises; an outer cancellation
+    passes through untouched, and on asyncio `Task.cancelling()` is back at its entry value
+    on exit. Code shielded from cancellation (`anyio.CancelScope(shield=True)`) is never
+    interrupted: on asyncio the expiry waits for the shield to exit, as trio's does.
 
     Args:
-        when: The absolute deadline on the loop's clock, or None for `timeout` seconds after
-            entering (read on entry: on trio, by trio's own scope, saving a clock read).
+        when: The absolute deadline on the library's clock (`current_time()`), or None for
+            `timeout` seconds after entering.
         timeout: The relative length the user asked for (reported on the error), or None.
     """
 
@@ -200,6 +298,8 @@ class DeadlineScope:
         "_cancelling",
         "_expired",
         "_handle",
+        "_host",
+        "_node",
         "_scope",
         "_task",
         "_timeout",
@@ -213,10 +313,12 @@ class DeadlineScope:
         self._token: Any = None
         self._scope: Any = None
         self._expired = False
-        # Set only when an asyncio scope arms its timer (kept off the unarmed path):
+        # Set only when the scope arms (kept off the unarmed path):
+        self._node: Deadline
         self._handle: asyncio.Handle | None
         self._task: asyncio.Task[Any]
         self._cancelling: int
+        self._host: Any
 
     @property
     def deadline(self) -> float | None:
@@ -240,40 +342,67 @@ class DeadlineScope:
             raise RuntimeError("a deadline can only be entered inside a task")
         if when is None:
             when = self._when = loop.time() + self._timeout  # type: ignore[operator]
-        if when >= DEADLINE.get():
-            return self  # the enclosing deadline comes first: nothing to arm
+        outer = DEADLINE.get()
+        ahead = visible(outer)
+        if ahead is not None and when >= ahead.when:
+            if ahead.owner is task:
+                return self  # the enclosing deadline comes first, and it cancels this task
+            if ahead.owner is None:
+                when = ahead.when  # a sync scope's deadline: only this task can enforce it
         self._task = task
         self._cancelling = task.cancelling()
+        self._host = _anyio_scope_of(task)
         # A deadline already past must fire before the task's next step, as
         # asyncio.timeout does: call_at would queue it behind that step.
         if when <= loop.time():
             self._handle = loop.call_soon(self._expire)
         else:
             self._handle = loop.call_at(when, self._expire)
-        self._token = DEADLINE.set(when)
+        self._node = node = Deadline(when, task, outer)
+        self._token = DEADLINE.set(node)
         return self
 
     def _enter_trio(self, when: float | None) -> DeadlineScope:
-        # CancelScope.__enter__ itself raises RuntimeError outside a trio task.
+        trio = _trio()
+        # current_task() and CancelScope.__enter__ raise RuntimeError outside a trio task.
+        task = trio.lowlevel.current_task()
+        offset = _clock_offset(trio)
+        outer = DEADLINE.get()
+        ahead = visible(outer)
         if when is None:
-            # A relative scope: trio reads its clock once, on entry, and the scope stays
-            # armed even when an enclosing deadline comes first (it then never fires).
-            self._scope = scope = _trio().CancelScope(relative_deadline=self._timeout)
+            # A relative scope: trio reads its clock once, on entry. It stays armed even when
+            # an enclosing deadline comes first (it then never fires).
+            self._scope = scope = trio.CancelScope(relative_deadline=self._timeout)
             scope.__enter__()
-            when = self._when = scope.deadline
-        elif when < DEADLINE.get():
-            self._scope = scope = _trio().CancelScope(deadline=when)
-            scope.__enter__()
+            when = self._when = scope.deadline - offset
+            if ahead is not None and when >= ahead.when:
+                if ahead.owner is task:
+                    return self
+                if ahead.owner is None:
+                    when = ahead.when
+                    scope.deadline = when + offset
         else:
-            return self
-        if when < DEADLINE.get():
-            self._token = DEADLINE.set(when)
+            if ahead is not None and when >= ahead.when:
+                if ahead.owner is task:
+                    return self
+                if ahead.owner is None:
+                    when = ahead.when
+            self._scope = scope = trio.CancelScope(deadline=when + offset)
+            scope.__enter__()
+        self._node = node = Deadline(when, task, outer)
+        self._token = DEADLINE.set(node)
         return self
 
     def _expire(self) -> None:
+        task = self._task
+        if _anyio_task_states is not None and _shielded(task, self._host):
+            # Shielded code is never interrupted; look again shortly, and deliver the
+            # expiry once the shield has exited (trio does the same natively).
+            self._handle = task.get_loop().call_later(_SHIELD_POLL, self._expire)
+            return
         self._handle = None
         self._expired = True
-        self._task.cancel()
+        task.cancel()
 
     def __exit__(
         self,
@@ -283,6 +412,7 @@ class DeadlineScope:
     ) -> None:
         token = self._token
         if token is not None:
+            self._node.open = False  # for tasks that inherited it and outlive this block
             DEADLINE.reset(token)
             self._token = None
         scope = self._scope
@@ -302,6 +432,34 @@ class DeadlineScope:
             and exc_type is _CancelledError
         ):
             raise DeadlineExceeded(self._timeout) from exc
+
+
+# How often an expired deadline looks again whether the shield that holds it off has exited.
+_SHIELD_POLL: Final = 0.001
+
+_anyio_task_states: Any
+try:  # anyio's record of each asyncio task's innermost cancel scope (to respect shields)
+    from anyio._backends._asyncio import _task_states as _anyio_task_states
+except ImportError:  # pragma: no cover - another anyio layout: shields are not seen
+    _anyio_task_states = None
+
+
+def _anyio_scope_of(task: asyncio.Task[Any]) -> Any:
+    """Return the innermost anyio cancel scope `task` is in now, or None."""
+    if _anyio_task_states is None:
+        return None
+    state = _anyio_task_states.get(task)
+    return None if state is None else state.cancel_scope
+
+
+def _shielded(task: asyncio.Task[Any], host: Any) -> bool:
+    """Tell whether `task` is inside a shielded anyio scope entered within `host`."""
+    scope = _anyio_scope_of(task)
+    while scope is not None and scope is not host:
+        if getattr(scope, "_shield", False):
+            return True
+        scope = getattr(scope, "_parent_scope", None)
+    return False
 
 
 def remaining_until(when: float) -> float:

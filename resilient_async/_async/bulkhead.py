@@ -91,6 +91,7 @@ class Bulkhead(Policy):
     """
 
     __slots__ = (
+        "__weakref__",  # a per-key registry finds a bulkhead still in use through one
         "_codel",
         "_codel_interval",
         "_codel_target",
@@ -491,19 +492,20 @@ class KeyedBulkhead(Keyed[K, Bulkhead]):
     """One `Bulkhead` per key, built on first use; idle ones are forgotten.
 
     `keyed[key]` returns the key's bulkhead, to use like any other (as a context manager,
-    through `.call`, or inside a pipeline). Look it up for each call rather than keeping it:
-    a bulkhead that is idle (nothing running or queued) and not looked up for `idle_ttl`
-    seconds is dropped, and when more than `max_keys` are held, idle ones are dropped least
-    recently used first.
-    A busy bulkhead is never dropped, so its limit always holds; a dropped one loses only its
-    counters. Memory stays bounded by `max_keys` plus the keys with calls in progress.
+    through `.call`, or inside a pipeline). Look it up for each call rather than keeping it.
+    At most `max_keys` keys are held (a hard bound; each lookup costs O(1)): a new key beyond
+    that evicts the least recently used one, and an idle bulkhead (nothing running or queued)
+    not looked up for `idle_ttl` seconds is dropped. Eviction never splits a key's limit: a
+    bulkhead still in use (a call running or queued in it) is handed back to its key's next
+    caller, so its limit always holds. A key whose bulkhead nobody uses any more gets a fresh
+    one (all slots free, counters at zero).
 
     Args:
         max_concurrent: Each key's limit, an int >= 1.
         max_queue: Each key's queue size, an int >= 0.
         max_wait: Each key's longest wait in seconds >= 0, or None (the effective deadline).
         name: A name for events and errors (each key's bulkhead is named `name[key]`).
-        max_keys: How many keys to keep before dropping idle ones, an int >= 1.
+        max_keys: How many keys to hold at most, an int >= 1.
         idle_ttl: Seconds after its last lookup at which an idle key is dropped, >= 0.
 
     Raises:

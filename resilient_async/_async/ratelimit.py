@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, ParamSpec, TypeVar
 
 from .._core.bucket import Reservation, TokenBucket
 from .._core.checks import check_hooks, check_name, check_period, check_positive, check_seconds
-from .._core.deadlines import DEADLINE
+from .._core.deadlines import effective_deadline
 from ..context import PreparedFields, attach_context
 from ..errors import RateLimitedError
 from ..instrumentation import Hook, emit_to
@@ -79,6 +79,7 @@ class RateLimiter(Policy):
     """
 
     __slots__ = (
+        "__weakref__",  # a per-key registry finds a limiter still in use through one
         "_burst",
         "_context",
         "_hooks",
@@ -343,7 +344,7 @@ class RateLimiter(Policy):
             if wait == 0.0 and bucket.try_take(tokens, now):
                 return  # sync code: another thread's reservation was given back meanwhile
             # Waiting up to the deadline itself is useless: the call would start expired.
-            if wait > self._wait_limit or now + wait >= DEADLINE.get():
+            if wait > self._wait_limit or now + wait >= effective_deadline():
                 reservation = None
             else:
                 reservation = bucket.reserve(tokens, now)
@@ -398,11 +399,14 @@ class KeyedRateLimiter(Keyed[K, RateLimiter]):
 
     `keyed[key]` returns the key's limiter, to use like any other (as a context manager,
     through `.acquire` or `.call`, or inside a pipeline). Look it up for each call rather
-    than keeping it. A limiter whose bucket is full again with nobody waiting behaves exactly
-    like a new one, so dropping it loses nothing: such limiters not looked up for `idle_ttl`
-    seconds are dropped, and when more than `max_keys` are held, idle ones are dropped least
-    recently used first. A limiter still refilling or with waiters is never dropped, so no
-    key ever gets a fresh burst early.
+    than keeping it. At most `max_keys` keys are held (a hard bound; each lookup costs O(1)):
+    a new key beyond that evicts the least recently used one, refilling or not, and a limiter
+    whose bucket is full again with nobody waiting is dropped once not looked up for
+    `idle_ttl` seconds (it behaves exactly like a new one, so that loses nothing). A limiter
+    still in use (a caller waiting or holding it) is handed back to its key's next caller.
+    An evicted key that nobody uses gets a fresh limiter with a full bucket: size `max_keys`
+    above the number of keys active within a refill period, or evicted keys get their burst
+    again early.
 
     Args:
         rate: Each key's rate, a finite number > 0 of tokens every `per` seconds.
@@ -410,7 +414,7 @@ class KeyedRateLimiter(Keyed[K, RateLimiter]):
         burst: Each key's bucket size, >= 1 (default `rate`, at least 1).
         max_wait: Each key's longest wait in seconds >= 0, or None (the effective deadline).
         name: A name for events and errors (each key's limiter is named `name[key]`).
-        max_keys: How many keys to keep before dropping idle ones, an int >= 1.
+        max_keys: How many keys to hold at most, an int >= 1.
         idle_ttl: Seconds after its last lookup at which an idle key is dropped, >= 0.
 
     Raises:

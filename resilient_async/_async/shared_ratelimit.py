@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .._core.bucket import TokenBucket
-from .._core.deadlines import DEADLINE
+from .._core.deadlines import effective_deadline
 from . import _backend
 from .ports import LimiterPort
 
@@ -59,7 +59,7 @@ class SharedLimiter:
         port = self._port
         now = _backend.current_time()
         # Waiting up to the deadline itself is useless: the call would start expired.
-        before_deadline = DEADLINE.get() - now
+        before_deadline = effective_deadline() - now
         granted, wait = await port.take(tokens, now, min(limiter._wait_limit, before_deadline))
         if granted and wait > 0.0 and wait >= before_deadline:
             await port.give_back(tokens, _backend.current_time())

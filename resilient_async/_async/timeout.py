@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import ParamSpec, TypeVar
 
 from .._core.checks import check_hooks, check_name, check_seconds
-from .._core.deadlines import DEADLINE
+from .._core.deadlines import effective_deadline
 from ..context import attach_context
 from ..errors import DeadlineExceeded
 from ..instrumentation import Hook, emit_to
@@ -79,17 +79,22 @@ def deadline_at(when: float) -> _backend.DeadlineScope:
     if math.isnan(when):
         raise ValueError("when must be a time on the loop's clock, got nan")
     _backend.current_time()  # raises RuntimeError at once when no event loop runs
-    return _backend.DeadlineScope(float(when), None)
+    return _backend.DeadlineScope(float(when) - _backend.clock_offset(), None)
 
 
 def remaining() -> float:
-    """Return the seconds left under the effective deadline (`math.inf` when there is none)."""
-    return _backend.remaining_until(DEADLINE.get())
+    """Return the seconds left under the effective deadline (`math.inf` when there is none).
+
+    A deadline inherited from a block that has exited (in a task that outlived it) no longer
+    counts.
+    """
+    return _backend.remaining_until(effective_deadline())
 
 
 def current_deadline() -> float:
     """Return the effective deadline on the loop's clock (`math.inf` when there is none)."""
-    return DEADLINE.get()
+    when = effective_deadline()
+    return when if when == math.inf else when + _backend.clock_offset()
 
 
 _entered: ContextVar[tuple[_backend.DeadlineScope, ...]] = ContextVar(

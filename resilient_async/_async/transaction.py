@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 import sys  # unasync: remove
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -346,7 +345,7 @@ class Transaction:
         await self._roll_back_connections()
         journal = self.journal
         root_id = self._root._id
-        token = DEADLINE.set(math.inf)  # its own time: not the deadline the block exceeded
+        token = DEADLINE.set(None)  # its own time: not the deadline the block exceeded
         try:
             with error_context(**({} if self.name is None else {"transaction": self.name})):
                 for step in reversed(self._steps):

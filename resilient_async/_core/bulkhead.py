@@ -1,4 +1,4 @@
-"""Bulkhead bookkeeping, and the bounded registry behind the per-key guards.
+"""Bulkhead bookkeeping.
 
 `BulkheadLedger` is the whole state of a bulkhead: slots in use, the FIFO queue of waiters
 (opaque tokens the driver wakes) and the counters of what became of every call. It never
@@ -8,26 +8,19 @@ told to wake. The ledger balances at every step:
 
 `CoDelLedger` is the same ledger with a CoDel queue discipline: FIFO while the queue drains,
 newest first (and the oldest shed) while it stands.
-
-`KeyedRegistry` holds one guard per key (tenant, host, ...) and forgets idle ones, so that
-memory stays bounded however many keys pass through.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections import OrderedDict, deque
-from collections.abc import Callable, Hashable, Iterator
+from collections import deque
 from dataclasses import dataclass
 from typing import Final, Generic, Literal, TypeVar
 
-__all__ = ["QUEUE_DISCIPLINES", "BulkheadLedger", "BulkheadMetrics", "CoDelLedger", "KeyedRegistry"]
+__all__ = ["QUEUE_DISCIPLINES", "BulkheadLedger", "BulkheadMetrics", "CoDelLedger"]
 
 QUEUE_DISCIPLINES: Final = ("codel", "fifo")
 
 W = TypeVar("W")
-K = TypeVar("K", bound=Hashable)
-G = TypeVar("G")
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,99 +382,3 @@ class CoDelLedger(BulkheadLedger[W]):
         oldest = self._since[0]
         if now is None or now - oldest < self.target:
             self._anchor = oldest + self.target
-
-
-class KeyedRegistry(Generic[K, G]):
-    """One guard per key, created on first use; idle guards are forgotten.
-
-    A guard is *idle* when `is_idle(guard, now)` says dropping it loses nothing (no caller
-    holds or waits for it, a bucket is full again). Lookups keep the keys in least recently
-    used order. Idle guards not looked up for `idle_ttl` seconds are dropped, a few at each
-    lookup; when more than `max_keys` are held, idle ones are dropped oldest first. Busy
-    guards are never dropped, so the number held is at most `max_keys` plus the number of
-    keys with calls in progress.
-
-    Args:
-        factory: Builds the guard for a new key.
-        is_idle: Tells whether a guard may be dropped at `now`.
-        max_keys: How many guards to keep before dropping idle ones, >= 1.
-        idle_ttl: Seconds after its last lookup at which an idle guard is dropped, >= 0.
-    """
-
-    __slots__ = ("_entries", "_factory", "_is_idle", "idle_ttl", "max_keys")
-
-    # Stale entries examined per lookup: bounds the cost of one lookup, yet drains any
-    # backlog because every lookup adds at most one entry.
-    _SWEEP = 4
-
-    def __init__(
-        self,
-        factory: Callable[[K], G],
-        is_idle: Callable[[G, float], bool],
-        *,
-        max_keys: int,
-        idle_ttl: float,
-    ) -> None:
-        self._factory = factory
-        self._is_idle = is_idle
-        self.max_keys = max_keys
-        self.idle_ttl = idle_ttl
-        # key -> (guard, time of the last lookup), least recently looked up first.
-        self._entries: OrderedDict[K, tuple[G, float]] = OrderedDict()
-
-    def get(self, key: K, now: float) -> G:
-        """Return the guard for `key` (building it if needed) and forget stale idle ones."""
-        entries = self._entries
-        found = entries.get(key)
-        if found is None:
-            guard = self._factory(key)
-            entries[key] = (guard, now)
-            self._shrink(now)
-        else:
-            guard = found[0]
-            entries[key] = (guard, now)
-            entries.move_to_end(key)
-            self._sweep(now)
-        return guard
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._entries
-
-    def keys(self) -> Iterator[K]:
-        """Iterate over the keys held now, least recently used first."""
-        return iter(list(self._entries))
-
-    def _sweep(self, now: float) -> None:
-        """Drop idle guards not looked up for `idle_ttl`, examining a few of the oldest."""
-        entries = self._entries
-        for _ in range(self._SWEEP):
-            if not entries:
-                return
-            key, (guard, seen) = next(iter(entries.items()))
-            if now - seen < self.idle_ttl:
-                return
-            if self._is_idle(guard, now):
-                del entries[key]
-            else:
-                # Still busy: look again a full `idle_ttl` later.
-                entries[key] = (guard, now)
-                entries.move_to_end(key)
-
-    def _shrink(self, now: float) -> None:
-        """Sweep, then drop idle guards, oldest first, while more than `max_keys` are held."""
-        self._sweep(now)
-        entries = self._entries
-        excess = len(entries) - self.max_keys
-        if excess <= 0:
-            return
-        # The newest entry is the key being looked up: never drop it.
-        for key in list(itertools.islice(entries, len(entries) - 1)):
-            guard, _ = entries[key]
-            if self._is_idle(guard, now):
-                del entries[key]
-                excess -= 1
-                if excess == 0:
-                    return

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from types import CoroutineType, TracebackType
 from typing import Any, Final, TypeVar
 
-from .._core.deadlines import DEADLINE
+from .._core.deadlines import DEADLINE, Deadline, effective_deadline, visible
 from ..errors import DeadlineExceeded
 from ..instrumentation import emit_to
 
@@ -34,6 +34,7 @@ __all__ = [
     "check_guarded_callable",
     "check_result",
     "checkpoint",
+    "clock_offset",
     "current_time",
     "is_cancellation",
     "remaining_until",
@@ -54,6 +55,11 @@ REDIS_CLIENT: Final = "redis"
 """The redis-py module whose client this flavour's RedisStore uses."""
 
 current_time = time.monotonic
+
+
+def clock_offset() -> float:
+    """Return 0: sync code reads `time.monotonic`, the library's clock itself."""
+    return 0.0
 
 
 def sleep(seconds: float) -> None:
@@ -116,12 +122,13 @@ class DeadlineScope:
         timeout: The relative length the user asked for (reported on the error), or None.
     """
 
-    __slots__ = ("_hooks", "_policy", "_timeout", "_token", "_when", "overrun")
+    __slots__ = ("_hooks", "_node", "_policy", "_timeout", "_token", "_when", "overrun")
 
     def __init__(self, when: float | None, timeout: float | None = None) -> None:
         self._when = when
         self._timeout = timeout
         self._token: Any = None
+        self._node: Deadline
         self._policy: str | None = None
         self._hooks: tuple[Any, ...] = ()
         self.overrun: float | None = None  # seconds past the deadline when the block returned
@@ -143,18 +150,22 @@ class DeadlineScope:
 
     def __enter__(self) -> DeadlineScope:
         when = self._when
-        enclosing = DEADLINE.get()
-        if enclosing != math.inf:
+        outer = DEADLINE.get()
+        ahead = visible(outer)
+        if ahead is not None:
             now = time.monotonic()
-            if now >= enclosing:
+            if now >= ahead.when:
                 # Started after the deadline: refused, as a wait would be.
                 raise DeadlineExceeded(self._timeout)
             if when is None:
                 when = self._when = now + self._timeout  # type: ignore[operator]
         elif when is None:
             when = self._when = time.monotonic() + self._timeout  # type: ignore[operator]
-        if when < enclosing:
-            self._token = DEADLINE.set(when)
+        if ahead is None or when < ahead.when:
+            # No owner: a sync scope cannot interrupt anything, so async code run inside
+            # it (asyncio.run) enforces it itself.
+            self._node = node = Deadline(when, None, outer)
+            self._token = DEADLINE.set(node)
         return self
 
     def __exit__(
@@ -165,6 +176,7 @@ class DeadlineScope:
     ) -> None:
         if self._token is None:
             return
+        self._node.open = False
         DEADLINE.reset(self._token)
         self._token = None
         overrun = time.monotonic() - self._when  # type: ignore[operator]
@@ -207,7 +219,7 @@ def wait_event(event: Event, seconds: float) -> bool:
     in sync code the wait stops at the deadline and `DeadlineExceeded` is raised here.
     Cancellation propagates; the event may have been set just before it arrived.
     """
-    limit = min(seconds, remaining_until(DEADLINE.get()))
+    limit = min(seconds, remaining_until(effective_deadline()))
     if event.wait(None if limit > threading.TIMEOUT_MAX else limit):
         return True
     if limit < seconds:
@@ -253,7 +265,7 @@ def check_deadline() -> None:
     Raises:
         DeadlineExceeded: The effective deadline has passed.
     """
-    deadline = DEADLINE.get()
+    deadline = effective_deadline()
     if deadline != math.inf and current_time() >= deadline:
         raise DeadlineExceeded(None)
 

@@ -389,9 +389,9 @@ class CircuitBreaker(Policy):
         "Now" is the backend's clock: the running loop's in async code, `time.monotonic()` in
         the sync API. Read where no loop runs (at import time, after `asyncio.run` returned,
         from another thread), async code falls back to `time.monotonic()`, which is the
-        clock of asyncio's default loop, so the answer is exact there; with another clock
-        (trio's, a virtual one) only the time-driven transitions may be off. Reading never
-        changes the state.
+        library's clock on asyncio's default loop and on trio's real clock (its offset taken
+        out), so the answer is exact there; with a virtual clock only the time-driven
+        transitions may be off. Reading never changes the state.
         """
         if self._remote is not None:
             return self._remote.state()

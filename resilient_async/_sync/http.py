@@ -19,7 +19,7 @@ from collections.abc import Iterable
 import httpx
 from httpx._multipart import FileField, MultipartStream  # no public name; stable since 0.18
 
-from .._core.deadlines import DEADLINE
+from .._core.deadlines import effective_deadline
 from .._core.http import (
     DEADLINE_HEADER,
     DEFAULT_METHODS,
@@ -145,7 +145,7 @@ class ResilientTransport(httpx.BaseTransport):
         """One attempt: send, and raise `_FailedStatus` for a status the policy must see."""
         header = self.deadline_header
         if header is not None:
-            deadline = DEADLINE.get()
+            deadline = effective_deadline()
             if deadline != math.inf:
                 left = _backend.remaining_until(deadline)
                 request.headers[header] = str(timeout_ms(left))

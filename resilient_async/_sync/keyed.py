@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
-from .._core.bulkhead import KeyedRegistry
 from .._core.checks import check_int, check_seconds
+from .._core.keyed import KeyedRegistry
 from . import _backend
 
 __all__ = ["Keyed"]

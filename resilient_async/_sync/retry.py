@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, cast, overload
 
 from .._core.budget import RetryBudgetState, check_budget_config
 from .._core.checks import check_hooks, check_name, check_seconds
-from .._core.deadlines import DEADLINE
+from .._core.deadlines import effective_deadline
 from .._core.no_retry import NO_RETRY
 from .._core.retry_metrics import RetryMetrics
 from ..backoff import Backoff, exponential
@@ -908,7 +908,7 @@ class _RetryState:
                 hinted = True
         if self.no_wait:
             delay = 0.0
-        deadline = DEADLINE.get()
+        deadline = effective_deadline()
         deadline = min(deadline, self.deadline)
         now = _backend.current_time() if deadline != math.inf or self.budgets else 0.0
         if now + delay >= deadline:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar, Token
@@ -347,7 +346,7 @@ class Transaction:
         self._roll_back_connections()
         journal = self.journal
         root_id = self._root._id
-        token = DEADLINE.set(math.inf)  # its own time: not the deadline the block exceeded
+        token = DEADLINE.set(None)  # its own time: not the deadline the block exceeded
         try:
             with error_context(**({} if self.name is None else {"transaction": self.name})):
                 for step in reversed(self._steps):

@@ -8,14 +8,17 @@ virtual time unless they need real I/O.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -428,3 +431,275 @@ def test_supervisor_rejects_an_unknown_strategy_and_restart() -> None:
         ra.Supervisor(strategy="one_for_none")
     with pytest.raises(ValueError, match="max_restarts"):
         ra.Supervisor(max_restarts=-1)
+
+
+# --- Shared state across processes ------------------------------------------------------------
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _prefix() -> str:
+    return f"accb-{uuid.uuid4().hex[:12]}"
+
+
+def _delete_prefix(prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+async def _failing() -> None:
+    raise ConnectionError("down")
+
+
+async def _ok() -> str:
+    return "ok"
+
+
+async def test_memory_store_is_the_default_and_same_named_breakers_do_not_share() -> None:
+    first = ra.CircuitBreaker("same", consecutive_failures=1, open_for=30)
+    second = ra.CircuitBreaker("same", consecutive_failures=1, open_for=30)
+    assert isinstance(ra.stores.MemoryStore(), object)
+    with pytest.raises(ConnectionError):
+        await first.call(_failing)
+    assert first.state is ra.BreakerState.OPEN
+    assert second.state is ra.BreakerState.CLOSED
+    assert await second.call(_ok) == "ok"
+
+
+@asyncio_only
+@pytest.mark.redis
+async def test_redis_store_shares_breaker_state_between_stores_with_the_same_prefix() -> None:
+    prefix = _prefix()
+    try:
+        one = ra.stores.RedisStore(REDIS_URL, prefix=prefix)
+        two = ra.stores.RedisStore(REDIS_URL, prefix=prefix)
+        a = ra.CircuitBreaker("payments", consecutive_failures=2, open_for=30, store=one)
+        b = ra.CircuitBreaker("payments", consecutive_failures=2, open_for=30, store=two)
+        try:
+            for _ in range(2):
+                with pytest.raises(ConnectionError):
+                    await a.call(_failing)
+            with pytest.raises(ra.CircuitOpenError):
+                await b.call(_ok)
+        finally:
+            await one.close()
+            await two.close()
+    finally:
+        _delete_prefix(prefix)
+
+
+@asyncio_only
+@pytest.mark.redis
+async def test_redis_store_accepts_a_redis_py_asyncio_client_and_shares_tokens() -> None:
+    import redis.asyncio
+
+    prefix = _prefix()
+    client = redis.asyncio.Redis.from_url(REDIS_URL)
+    try:
+        one = ra.stores.RedisStore(client, prefix=prefix)
+        two = ra.stores.RedisStore(REDIS_URL, prefix=prefix)
+        a = ra.RateLimiter(2, per=60, name="api", store=one)
+        b = ra.RateLimiter(2, per=60, name="api", store=two)
+        try:
+            await a.acquire()
+            await b.acquire()
+            with pytest.raises(ra.RateLimitedError) as info:
+                await a.acquire()
+            assert info.value.retry_after is not None and info.value.retry_after > 0
+        finally:
+            await one.close()
+            await two.close()
+    finally:
+        await client.aclose()
+        _delete_prefix(prefix)
+
+
+@asyncio_only
+@pytest.mark.redis
+async def test_redis_store_shares_the_retry_budget() -> None:
+    prefix = _prefix()
+    try:
+        one = ra.stores.RedisStore(REDIS_URL, prefix=prefix)
+        two = ra.stores.RedisStore(REDIS_URL, prefix=prefix)
+        # ratio 0, min_per_second 0.1 over ttl 10: one retry in the window, for everyone.
+        kw: dict[str, Any] = {"ratio": 0.0, "min_per_second": 0.1, "ttl": 10.0, "name": "b"}
+        first = ra.Retry(attempts=5, backoff=ra.backoff.constant(0.01),
+                         budget=ra.RetryBudget(**kw, store=one))
+        second = ra.Retry(attempts=5, backoff=ra.backoff.constant(0.01),
+                          budget=ra.RetryBudget(**kw, store=two))
+        calls = 0
+
+        async def down() -> None:
+            nonlocal calls
+            calls += 1
+            raise ConnectionError("down")
+
+        try:
+            with pytest.raises(ConnectionError):
+                await first.call(down)
+            with pytest.raises(ConnectionError):
+                await second.call(down)
+        finally:
+            await one.close()
+            await two.close()
+        assert calls == 3  # two first attempts and the single retry the shared budget allows
+    finally:
+        _delete_prefix(prefix)
+
+
+@asyncio_only
+@pytest.mark.redis
+async def test_half_open_breaker_admits_exactly_half_open_calls_across_stores() -> None:
+    prefix = _prefix()
+    try:
+        stores = [ra.stores.RedisStore(REDIS_URL, prefix=prefix) for _ in range(4)]
+        breakers = [
+            ra.CircuitBreaker("probe", consecutive_failures=1, open_for=0.2, store=s)
+            for s in stores
+        ]
+        with pytest.raises(ConnectionError):
+            await breakers[0].call(_failing)
+        await anyio.sleep(0.5)
+        admitted = 0
+        rejected = 0
+
+        async def probe() -> None:
+            nonlocal admitted
+            admitted += 1
+            await anyio.sleep(0.5)
+
+        async def attempt(b: ra.CircuitBreaker) -> None:
+            nonlocal rejected
+            try:
+                await b.call(probe)
+            except ra.CircuitOpenError:
+                rejected += 1
+
+        async with anyio.create_task_group() as tg:
+            for b in breakers:
+                tg.start_soon(attempt, b)
+        for s in stores:
+            await s.close()
+        assert (admitted, rejected) == (1, 3)
+    finally:
+        _delete_prefix(prefix)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error"),
+    [
+        (("http://127.0.0.1:6379",), {}, ValueError),
+        (("not a url",), {}, ValueError),
+        ((42,), {}, TypeError),
+        ((REDIS_URL,), {"prefix": ""}, ValueError),
+        ((REDIS_URL,), {"prefix": "has space"}, ValueError),
+        ((REDIS_URL,), {"timeout": 0}, ValueError),
+        ((REDIS_URL,), {"timeout": -1.0}, ValueError),
+    ],
+)
+@pytest.mark.parametrize("store", [ra.stores.RedisStore, rs.RedisStore])
+def test_redis_store_bad_configuration_raises_at_construction(
+    store: Any, args: tuple[Any, ...], kwargs: dict[str, Any], error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        store(*args, **kwargs)
+
+
+def test_sync_redis_store_rejects_an_asyncio_client() -> None:
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(REDIS_URL)
+    with pytest.raises(TypeError):
+        rs.RedisStore(client)
+
+
+@contextlib.contextmanager
+def _silent_server() -> Iterator[int]:
+    """A TCP server that accepts connections and never answers (a stalled Redis)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        sock.close()
+
+
+@asyncio_only
+@pytest.mark.real_time
+async def test_unreachable_store_degrades_once_to_local_state_and_warns(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    recorder = Recorder()
+    with _silent_server() as port, hooks(recorder), caplog.at_level(logging.WARNING):
+        store = ra.stores.RedisStore(f"redis://127.0.0.1:{port}/0", prefix=_prefix(), timeout=0.1)
+        breaker = ra.CircuitBreaker("stalled", consecutive_failures=2, open_for=30, store=store)
+        started = time.monotonic()
+        for _ in range(5):
+            assert await breaker.call(_ok) == "ok"
+        elapsed = time.monotonic() - started
+        for _ in range(2):
+            with pytest.raises(ConnectionError):
+                await breaker.call(_failing)
+        with pytest.raises(ra.CircuitOpenError):
+            await breaker.call(_ok)  # local state still works
+        await store.close()
+    assert len(recorder.of("store.degraded")) == 1
+    assert any(r.levelno == logging.WARNING for r in caplog.records)
+    # Five calls, each waiting at most `timeout` on the store (generous margin for load).
+    assert elapsed < 5 * 0.1 + 3.0
+
+
+@asyncio_only
+@pytest.mark.redis
+async def test_store_recovers_when_the_server_answers_again() -> None:
+    from .redis_helpers import private_server
+
+    recorder = Recorder()
+    with private_server() as server, hooks(recorder):
+        store = ra.stores.RedisStore(server.url, prefix=_prefix(), timeout=0.2)
+        breaker = ra.CircuitBreaker("flappy", consecutive_failures=5, open_for=30, store=store)
+        assert await breaker.call(_ok) == "ok"
+        server.kill()
+        assert await breaker.call(_ok) == "ok"
+        assert len(recorder.of("store.degraded")) == 1
+        server.start()
+        for _ in range(200):
+            if recorder.of("store.recovered"):
+                break
+            await anyio.sleep(0.05)
+        await store.close()
+        assert len(recorder.of("store.recovered")) == 1
+
+
+@pytest.mark.redis
+def test_sync_redis_store_with_a_sync_client_shares_breaker_state() -> None:
+    import redis
+
+    prefix = _prefix()
+    client = redis.Redis.from_url(REDIS_URL)
+    a_store = rs.RedisStore(client, prefix=prefix)
+    b_store = rs.RedisStore(REDIS_URL, prefix=prefix)
+    try:
+        a = rs.CircuitBreaker("sync-shared", consecutive_failures=1, open_for=30, store=a_store)
+        b = rs.CircuitBreaker("sync-shared", consecutive_failures=1, open_for=30, store=b_store)
+
+        def fail() -> None:
+            raise ConnectionError("down")
+
+        with pytest.raises(ConnectionError):
+            a.call(fail)
+        with pytest.raises(ra.CircuitOpenError):
+            b.call(lambda: "ok")
+    finally:
+        a_store.close()
+        b_store.close()
+        client.close()
+        _delete_prefix(prefix)

@@ -306,6 +306,9 @@ def _fresh(error: BaseException | type[BaseException]) -> BaseException:
 
 def _scripted(fn: Callable[P, Awaitable[T]], steps: list[Outcome]) -> Callable[P, Awaitable[T]]:
     calls = 0
+    # An instance the script names is raised as itself (a test may check `exc is scripted`);
+    # only when the script names it again is a copy raised, so no instance is raised twice.
+    raised: set[int] = set()
 
     @functools.wraps(fn)
     async def scripted(*args: P.args, **kwargs: P.kwargs) -> T:
@@ -314,6 +317,9 @@ def _scripted(fn: Callable[P, Awaitable[T]], steps: list[Outcome]) -> Callable[P
         calls += 1
         if isinstance(step, float):
             await anyio.sleep(step)
+        elif isinstance(step, BaseException) and id(step) not in raised:
+            raised.add(id(step))
+            raise step
         elif step is not None:
             raise _fresh(step)
         return await fn(*args, **kwargs)

@@ -703,3 +703,464 @@ def test_sync_redis_store_with_a_sync_client_shares_breaker_state() -> None:
         b_store.close()
         client.close()
         _delete_prefix(prefix)
+
+
+# --- Instrumentation ------------------------------------------------------------------------
+
+
+class Flaky:
+    """Fails `failures` times with `error`, then returns "ok"."""
+
+    def __init__(self, failures: int, error: type[BaseException] = ConnectionError) -> None:
+        self.failures = failures
+        self.error = error
+        self.calls = 0
+
+    async def __call__(self, *args: object, **kwargs: object) -> str:
+        self.calls += 1
+        await anyio.lowlevel.checkpoint()
+        if self.calls <= self.failures:
+            raise self.error(f"failure {self.calls}")
+        return "ok"
+
+
+async def test_events_are_frozen_records_with_kind_policy_context_and_fields() -> None:
+    recorder = Recorder()
+    retry = ra.Retry(attempts=2, backoff=ra.backoff.constant(1.0), name="fetch")
+    with hooks(recorder), ra.error_context(order=7):
+        assert await retry.call(Flaky(1)) == "ok"
+    (event,) = recorder.of("retry.scheduled")
+    assert event.kind == "retry.scheduled"
+    assert event.policy == "fetch"
+    assert event.context["order"] == 7
+    assert event.attempt == 1
+    assert event.delay == 1.0
+    with pytest.raises(AttributeError):
+        event.kind = "other"  # type: ignore[misc]
+
+
+async def test_retry_scheduled_fires_once_per_retry_before_its_wait() -> None:
+    seen: list[tuple[int, float, float]] = []
+
+    def hook(event: Any) -> None:
+        if event.kind == "retry.scheduled":
+            seen.append((event.attempt, event.delay, anyio.current_time()))
+
+    start = anyio.current_time()
+    with hooks(hook), pytest.raises(ConnectionError):
+        await ra.Retry(attempts=3, backoff=ra.backoff.constant(2.0)).call(Flaky(10))
+    assert [(a, d) for a, d, _ in seen] == [(1, 2.0), (2, 2.0)]
+    assert seen[0][2] == pytest.approx(start, abs=1e-6)
+    assert seen[1][2] == pytest.approx(start + 2.0, abs=1e-6)
+
+
+async def test_retry_gave_up_event() -> None:
+    recorder = Recorder()
+    with hooks(recorder), pytest.raises(ConnectionError):
+        await ra.Retry(attempts=2, backoff=ra.backoff.constant(0), name="r").call(Flaky(5))
+    (event,) = recorder.of("retry.gave_up")
+    assert event.policy == "r"
+
+
+async def test_breaker_state_changed_and_rejected_events() -> None:
+    recorder = Recorder()
+    breaker = ra.CircuitBreaker("dep", consecutive_failures=1, open_for=30)
+    with hooks(recorder):
+        with pytest.raises(ConnectionError):
+            await breaker.call(Flaky(1))
+        with pytest.raises(ra.CircuitOpenError):
+            await breaker.call(Flaky(0))
+    (changed,) = recorder.of("breaker.state_changed")
+    assert changed.policy == "dep"
+    assert changed.old_state is ra.BreakerState.CLOSED
+    assert changed.new_state is ra.BreakerState.OPEN
+    assert len(recorder.of("breaker.rejected")) == 1
+
+
+async def test_bulkhead_limiter_timeout_fallback_hedge_rejection_events() -> None:
+    recorder = Recorder()
+    bulkhead = ra.Bulkhead(1, name="pool")
+    limiter = ra.RateLimiter(1, per=60, name="lim")
+
+    async def hold() -> None:
+        await anyio.sleep(1)
+
+    with hooks(recorder):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(bulkhead.call, hold)
+            await anyio.sleep(0.1)
+            with pytest.raises(ra.BulkheadFullError):
+                await bulkhead.call(hold)
+        await limiter.acquire()
+        with pytest.raises(ra.RateLimitedError):
+            await limiter.acquire()
+        with pytest.raises(ra.DeadlineExceeded):
+            await ra.Timeout(0.5).call(hold)
+        assert await ra.Fallback(value="cached").call(Flaky(1)) == "cached"
+
+        async def slow() -> str:
+            await anyio.sleep(1)
+            return "ok"
+
+        assert await ra.Hedge(0.1).call(slow) == "ok"
+    assert [e.policy for e in recorder.of("bulkhead.rejected")] == ["pool"]
+    assert [e.policy for e in recorder.of("limiter.rejected")] == ["lim"]
+    assert len(recorder.of("timeout.expired")) == 1
+    assert len(recorder.of("fallback.used")) == 1
+    assert len(recorder.of("hedge.started")) >= 1
+
+
+async def test_compensation_failed_event() -> None:
+    recorder = Recorder()
+
+    def failing() -> None:
+        raise RuntimeError("undo failed")
+
+    with hooks(recorder), pytest.raises(ra.CompensationError):
+        async with ra.Transaction("order") as tx:
+            tx.on_rollback(failing)
+            raise ValueError("boom")
+    (event,) = recorder.of("compensation.failed")
+    assert isinstance(event.exception, RuntimeError)
+
+
+async def test_set_hooks_and_get_hooks() -> None:
+    recorder = Recorder()
+    previous = list(get_hooks())
+    try:
+        set_hooks([recorder])
+        assert recorder in list(get_hooks())
+        with pytest.raises(ConnectionError):
+            await ra.Retry(attempts=2, backoff=ra.backoff.constant(0)).call(Flaky(5))
+        assert "retry.scheduled" in recorder.kinds()
+    finally:
+        set_hooks(previous)
+    assert recorder not in list(get_hooks())
+
+
+async def test_hooks_context_manager_adds_for_the_block_and_removes_after() -> None:
+    recorder = Recorder()
+    retry = ra.Retry(attempts=2, backoff=ra.backoff.constant(0))
+    with hooks(recorder):
+        await retry.call(Flaky(1))
+    count = len(recorder.events)
+    assert count >= 1
+    await retry.call(Flaky(1))
+    assert len(recorder.events) == count
+
+
+async def test_hooks_context_manager_is_contextvar_scoped() -> None:
+    recorder = Recorder()
+    retry = ra.Retry(attempts=2, backoff=ra.backoff.constant(0.5))
+    inside = anyio.Event()
+    release_child = anyio.Event()
+
+    async def child() -> None:
+        with hooks(recorder):
+            inside.set()
+            await release_child.wait()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(child)
+        await inside.wait()
+        await retry.call(Flaky(1))  # the parent does not see the child's hook
+        release_child.set()
+    assert recorder.events == []
+
+
+async def test_a_hook_that_raises_is_logged_and_never_breaks_the_call(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(event: Any) -> None:
+        raise RuntimeError("hook bug")
+
+    with hooks(broken), caplog.at_level(logging.DEBUG):
+        assert await ra.Retry(attempts=2, backoff=ra.backoff.constant(0)).call(Flaky(1)) == "ok"
+    assert any("hook bug" in (r.getMessage() + str(r.exc_info)) for r in caplog.records)
+
+
+async def test_policy_hooks_keyword_receives_only_this_policys_events() -> None:
+    mine = Recorder()
+    a = ra.Retry(attempts=2, backoff=ra.backoff.constant(0), name="a", hooks=[mine])
+    b = ra.Retry(attempts=2, backoff=ra.backoff.constant(0), name="b")
+    await a.call(Flaky(1))
+    await b.call(Flaky(1))
+    assert mine.events and {e.policy for e in mine.events} == {"a"}
+
+
+async def test_logging_hook_records_carry_kind_and_policy_extras_and_name_both(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    logger = logging.getLogger("accb.events")
+    with caplog.at_level(logging.DEBUG, logger="accb.events"), hooks(LoggingHook(logger)):
+        await ra.Retry(attempts=2, backoff=ra.backoff.constant(0), name="pay").call(Flaky(1))
+    records = [r for r in caplog.records if getattr(r, "kind", None) == "retry.scheduled"]
+    assert len(records) == 1
+    assert records[0].name == "accb.events"
+    assert records[0].policy == "pay"  # type: ignore[attr-defined]
+    assert "retry.scheduled" in records[0].getMessage()
+    assert "pay" in records[0].getMessage()
+
+
+async def test_logging_hook_default_logger(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG), hooks(LoggingHook()):
+        await ra.Retry(attempts=2, backoff=ra.backoff.constant(0), name="x").call(Flaky(1))
+    assert any(getattr(r, "kind", None) == "retry.scheduled" for r in caplog.records)
+
+
+async def test_structlog_hook_one_event_per_record_with_kind_policy_and_fields() -> None:
+    import structlog
+    from structlog.testing import capture_logs
+
+    from resilient_async.instrumentation import StructlogHook
+
+    with capture_logs() as logs, hooks(StructlogHook()):
+        await ra.Retry(attempts=2, backoff=ra.backoff.constant(0.5), name="s").call(Flaky(1))
+    scheduled = [e for e in logs if e.get("kind") == "retry.scheduled"]
+    assert len(scheduled) == 1
+    assert scheduled[0]["policy"] == "s"
+    assert scheduled[0]["attempt"] == 1
+    assert scheduled[0]["delay"] == 0.5
+    assert structlog is not None
+
+
+async def test_prometheus_hook_counter_and_retry_delay_histogram() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from resilient_async.instrumentation import PrometheusHook
+
+    registry = CollectorRegistry()
+    with hooks(PrometheusHook(registry=registry)):
+        with pytest.raises(ConnectionError):
+            await ra.Retry(attempts=3, backoff=ra.backoff.constant(0.25), name="p").call(
+                Flaky(10)
+            )
+    counted = registry.get_sample_value(
+        "resilient_async_events_total", {"kind": "retry.scheduled", "policy": "p"}
+    )
+    assert counted == 2
+    assert registry.get_sample_value(
+        "resilient_async_retry_delay_seconds_count", {"policy": "p"}
+    ) == 2
+    assert registry.get_sample_value(
+        "resilient_async_retry_delay_seconds_sum", {"policy": "p"}
+    ) == pytest.approx(0.5)
+
+
+async def test_opentelemetry_hook_counter_and_span_events() -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from resilient_async.instrumentation import OpenTelemetryHook
+
+    reader = InMemoryMetricReader()
+    meters = MeterProvider(metric_readers=[reader])
+    exporter = InMemorySpanExporter()
+    tracers = TracerProvider()
+    tracers.add_span_processor(SimpleSpanProcessor(exporter))
+    hook = OpenTelemetryHook(meter_provider=meters, tracer_provider=tracers)
+    tracer = tracers.get_tracer("accb")
+    with tracer.start_as_current_span("work"), hooks(hook):
+        await ra.Retry(attempts=2, backoff=ra.backoff.constant(0), name="o").call(Flaky(1))
+    data = reader.get_metrics_data()
+    points = []
+    for resource_metrics in data.resource_metrics:
+        for scope_metrics in resource_metrics.scope_metrics:
+            if scope_metrics.scope.name != "resilient_async":
+                continue
+            for metric in scope_metrics.metrics:
+                if metric.name == "resilience.events":
+                    points.extend(metric.data.data_points)
+    scheduled = [
+        p for p in points
+        if p.attributes.get("event.kind") == "retry.scheduled"
+        and p.attributes.get("policy.name") == "o"
+    ]
+    assert [p.value for p in scheduled] == [1]
+    (span,) = exporter.get_finished_spans()
+    assert "retry.scheduled" in [e.name for e in span.events]
+    meters.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("module", "hook_name", "extra"),
+    [
+        ("prometheus_client", "PrometheusHook", "prometheus"),
+        ("structlog", "StructlogHook", "structlog"),
+        ("opentelemetry", "OpenTelemetryHook", "otel"),
+    ],
+)
+def test_adapter_without_its_library_raises_import_error_naming_the_extra(
+    monkeypatch: pytest.MonkeyPatch, module: str, hook_name: str, extra: str
+) -> None:
+    import resilient_async.instrumentation as instrumentation
+
+    for name in list(sys.modules):
+        if name == module or name.startswith(module + "."):
+            monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(ImportError, match=rf"\[{extra}\]"):
+        getattr(instrumentation, hook_name)()
+
+
+# --- Testing ----------------------------------------------------------------------------------
+
+
+async def test_set_testing_true_skips_real_waits_as_a_context_manager() -> None:
+    retry = ra.Retry(attempts=3, backoff=ra.backoff.constant(10.0))
+    start = anyio.current_time()
+    with set_testing(True):
+        flaky = Flaky(2)
+        assert await retry.call(flaky) == "ok"
+    assert flaky.calls == 3
+    assert anyio.current_time() == start
+    assert await retry.call(Flaky(1)) == "ok"
+    assert anyio.current_time() - start >= 10.0
+
+
+async def test_set_testing_attempts_caps_every_retry() -> None:
+    with set_testing(True, attempts=2):
+        flaky = Flaky(10)
+        with pytest.raises(ConnectionError):
+            await ra.Retry(attempts=5).call(flaky)
+    assert flaky.calls == 2
+
+
+async def test_set_testing_as_a_plain_call() -> None:
+    set_testing(True)
+    try:
+        start = anyio.current_time()
+        await ra.Retry(attempts=2, backoff=ra.backoff.constant(10.0)).call(Flaky(1))
+        assert anyio.current_time() == start
+    finally:
+        set_testing(False)
+    start = anyio.current_time()
+    await ra.Retry(attempts=2, backoff=ra.backoff.constant(10.0)).call(Flaky(1))
+    assert anyio.current_time() - start >= 10.0
+
+
+def test_set_testing_applies_to_the_sync_twin() -> None:
+    calls = 0
+
+    def flaky() -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise ConnectionError("x")
+        return "ok"
+
+    started = time.monotonic()
+    with set_testing(True):
+        assert rs.Retry(attempts=3, backoff=ra.backoff.constant(30.0)).call(flaky) == "ok"
+    assert time.monotonic() - started < 30.0
+
+
+async def test_faults_error_rate_one_always_raises_the_given_errors() -> None:
+    wrapped = faults(_ok, error_rate=1.0)
+    with pytest.raises(ConnectionError):
+        await wrapped()
+    wrapped = faults(_ok, error_rate=1.0, errors=(KeyError,))
+    with pytest.raises(KeyError):
+        await wrapped()
+    assert await faults(_ok)() == "ok"
+
+
+async def test_faults_are_reproducible_for_a_seed() -> None:
+    async def outcomes(seed: int) -> list[bool]:
+        wrapped = faults(_ok, error_rate=0.5, seed=seed)
+        result = []
+        for _ in range(40):
+            try:
+                await wrapped()
+                result.append(True)
+            except ConnectionError:
+                result.append(False)
+        return result
+
+    first = await outcomes(3)
+    assert first == await outcomes(3)
+    assert True in first and False in first
+
+
+async def test_faults_latency_slows_down_calls() -> None:
+    wrapped = faults(_ok, latency=0.5, latency_rate=1.0)
+    start = anyio.current_time()
+    assert await wrapped() == "ok"
+    assert anyio.current_time() - start == pytest.approx(0.5)
+
+
+async def test_faults_hang_rate_hangs_the_call() -> None:
+    wrapped = faults(_ok, hang_rate=1.0)
+    with anyio.move_on_after(1000) as scope:
+        await wrapped()
+    assert scope.cancelled_caught
+
+
+async def test_faults_script_follows_its_outcomes() -> None:
+    calls: list[tuple[object, ...]] = []
+
+    async def dep(*args: object) -> str:
+        calls.append(args)
+        return "ok"
+
+    instance = KeyError("scripted")
+    wrapped = faults(dep, script=[ConnectionError, instance, 0.25, None])
+    with pytest.raises(ConnectionError):
+        await wrapped(1)
+    with pytest.raises(KeyError) as info:
+        await wrapped(2)
+    assert info.value is instance
+    start = anyio.current_time()
+    assert await wrapped(3) == "ok"
+    assert anyio.current_time() - start == pytest.approx(0.25)
+    assert await wrapped(4) == "ok"
+    assert calls == [(3,), (4,)]
+
+
+def test_pytest_plugin_fixtures_through_the_entry_point(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import asyncio
+        import time
+
+        import pytest
+
+        import resilient_async as ra
+
+        pytestmark = pytest.mark.anyio
+
+        @pytest.fixture
+        def anyio_backend():
+            return "asyncio"
+
+        def test_no_wait_sync(ra_no_wait):
+            import resilient_async.sync as rs
+            calls = []
+            def flaky():
+                calls.append(1)
+                if len(calls) < 3:
+                    raise ConnectionError("x")
+                return "ok"
+            start = time.monotonic()
+            assert rs.Retry(attempts=3, backoff=ra.backoff.constant(60)).call(flaky) == "ok"
+            assert time.monotonic() - start < 30
+
+        async def test_faults_fixture(ra_faults):
+            async def dep():
+                return "ok"
+            wrapped = ra_faults(dep, script=[ConnectionError, None])
+            with pytest.raises(ConnectionError):
+                await wrapped()
+            assert await wrapped() == "ok"
+
+        async def test_virtual_time(ra_virtual_time):
+            start = time.monotonic()
+            await asyncio.sleep(3600)
+            assert time.monotonic() - start < 30
+        """
+    )
+    result = pytester.runpytest_inprocess("-p", "no:asyncio", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import socket
 import subprocess
 import sys
@@ -229,7 +228,11 @@ async def test_recover_runs_a_crashed_process_compensations_exactly_once(tmp_pat
     UNDONE.clear()
     path = tmp_path / "journal.db"
     done = subprocess.run(
-        [sys.executable, "-c", _CRASHER, str(path)], cwd=ROOT, capture_output=True, timeout=120
+        [sys.executable, "-c", _CRASHER, str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 7, done.stderr.decode()
     journal = ra.SQLiteJournal(path)
@@ -267,15 +270,18 @@ async def test_exception_handler_classifies_logs_and_calls_on_error_with_asyncio
         assert len(seen) == 1
         exc, context = seen[0]
         assert exc is boom
-        assert context["exception"] is boom and context["message"] == "unhandled"
-        assert ra.context_of(exc) is not None and ra.context_of(exc)["step"] == "pay"
+        assert context["exception"] is boom
+        assert context["message"] == "unhandled"
+        assert ra.context_of(exc) is not None
+        assert ra.context_of(exc)["step"] == "pay"
         assert any(r.name == "accb.handler" for r in caplog.records)
         # The previous handler is chained.
         assert [c["exception"] for c in previous] == [boom]
         handle.uninstall()
         assert loop.get_exception_handler() is not None
         loop.call_exception_handler({"message": "after", "exception": KeyError("k")})
-        assert len(seen) == 1 and len(previous) == 2
+        assert len(seen) == 1
+        assert len(previous) == 2
     finally:
         loop.set_exception_handler(original_handler)
 
@@ -512,7 +518,8 @@ async def test_redis_store_accepts_a_redis_py_asyncio_client_and_shares_tokens()
             await b.acquire()
             with pytest.raises(ra.RateLimitedError) as info:
                 await a.acquire()
-            assert info.value.retry_after is not None and info.value.retry_after > 0
+            assert info.value.retry_after is not None
+            assert info.value.retry_after > 0
         finally:
             await one.close()
             await two.close()
@@ -530,10 +537,12 @@ async def test_redis_store_shares_the_retry_budget() -> None:
         two = ra.stores.RedisStore(REDIS_URL, prefix=prefix)
         # ratio 0, min_per_second 0.1 over ttl 10: one retry in the window, for everyone.
         kw: dict[str, Any] = {"ratio": 0.0, "min_per_second": 0.1, "ttl": 10.0, "name": "b"}
-        first = ra.Retry(attempts=5, backoff=ra.backoff.constant(0.01),
-                         budget=ra.RetryBudget(**kw, store=one))
-        second = ra.Retry(attempts=5, backoff=ra.backoff.constant(0.01),
-                          budget=ra.RetryBudget(**kw, store=two))
+        first = ra.Retry(
+            attempts=5, backoff=ra.backoff.constant(0.01), budget=ra.RetryBudget(**kw, store=one)
+        )
+        second = ra.Retry(
+            attempts=5, backoff=ra.backoff.constant(0.01), budget=ra.RetryBudget(**kw, store=two)
+        )
         calls = 0
 
         async def down() -> None:
@@ -885,7 +894,8 @@ async def test_policy_hooks_keyword_receives_only_this_policys_events() -> None:
     b = ra.Retry(attempts=2, backoff=ra.backoff.constant(0), name="b")
     await a.call(Flaky(1))
     await b.call(Flaky(1))
-    assert mine.events and {e.policy for e in mine.events} == {"a"}
+    assert mine.events
+    assert {e.policy for e in mine.events} == {"a"}
 
 
 async def test_logging_hook_records_carry_kind_and_policy_extras_and_name_both(
@@ -932,16 +942,14 @@ async def test_prometheus_hook_counter_and_retry_delay_histogram() -> None:
     registry = CollectorRegistry()
     with hooks(PrometheusHook(registry=registry)):
         with pytest.raises(ConnectionError):
-            await ra.Retry(attempts=3, backoff=ra.backoff.constant(0.25), name="p").call(
-                Flaky(10)
-            )
+            await ra.Retry(attempts=3, backoff=ra.backoff.constant(0.25), name="p").call(Flaky(10))
     counted = registry.get_sample_value(
         "resilient_async_events_total", {"kind": "retry.scheduled", "policy": "p"}
     )
     assert counted == 2
-    assert registry.get_sample_value(
-        "resilient_async_retry_delay_seconds_count", {"policy": "p"}
-    ) == 2
+    assert (
+        registry.get_sample_value("resilient_async_retry_delay_seconds_count", {"policy": "p"}) == 2
+    )
     assert registry.get_sample_value(
         "resilient_async_retry_delay_seconds_sum", {"policy": "p"}
     ) == pytest.approx(0.5)
@@ -975,7 +983,8 @@ async def test_opentelemetry_hook_counter_and_span_events() -> None:
                 if metric.name == "resilience.events":
                     points.extend(metric.data.data_points)
     scheduled = [
-        p for p in points
+        p
+        for p in points
         if p.attributes.get("event.kind") == "retry.scheduled"
         and p.attributes.get("policy.name") == "o"
     ]
@@ -1082,7 +1091,8 @@ async def test_faults_are_reproducible_for_a_seed() -> None:
 
     first = await outcomes(3)
     assert first == await outcomes(3)
-    assert True in first and False in first
+    assert True in first
+    assert False in first
 
 
 async def test_faults_latency_slows_down_calls() -> None:
@@ -1164,3 +1174,452 @@ def test_pytest_plugin_fixtures_through_the_entry_point(pytester: pytest.Pyteste
     )
     result = pytester.runpytest_inprocess("-p", "no:asyncio", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=3)
+
+
+# --- Sync API ---------------------------------------------------------------------------------
+
+
+def test_sync_module_has_the_same_names() -> None:
+    names = [
+        "Retry",
+        "retry",
+        "CircuitBreaker",
+        "Bulkhead",
+        "RateLimiter",
+        "Timeout",
+        "deadline",
+        "Fallback",
+        "pipeline",
+        "Transaction",
+        "classify",
+        "error_context",
+        "backoff",
+        "ResilienceError",
+        "CircuitOpenError",
+        "BulkheadFullError",
+        "RateLimitedError",
+        "DeadlineExceeded",
+        "CompensationError",
+    ]
+    missing = [n for n in names if not hasattr(rs, n)]
+    assert missing == []
+    assert rs.classify is ra.classify
+    assert rs.DeadlineExceeded is ra.DeadlineExceeded
+
+
+def test_sync_policy_call_and_decorator_on_plain_functions() -> None:
+    calls = 0
+
+    def flaky(x: int, *, y: int) -> int:
+        nonlocal calls
+        calls += 1
+        if calls < 2:
+            raise ConnectionError("x")
+        return x + y
+
+    retry = rs.Retry(attempts=3, backoff=ra.backoff.constant(0))
+    assert retry.call(flaky, 1, y=2) == 3
+
+    @rs.retry
+    def bare() -> str:
+        """Doc."""
+        return "ok"
+
+    @rs.CircuitBreaker("deco")
+    def guarded(a: int) -> int:
+        return a * 2
+
+    assert bare() == "ok"
+    assert bare.__doc__ == "Doc."
+    assert bare.__name__ == "bare"
+    assert guarded(4) == 8
+
+
+def test_sync_guards_are_plain_context_managers() -> None:
+    with rs.Bulkhead(1), rs.CircuitBreaker("cm"), rs.RateLimiter(5), rs.Timeout(10):
+        pass
+    with rs.deadline(10):
+        assert rs.remaining() <= 10
+
+
+def test_sync_policy_rejects_an_async_callable_naming_the_twin() -> None:
+    async def coro_fn() -> None:
+        return None
+
+    with pytest.raises(TypeError, match="async"):
+        rs.Retry().call(coro_fn)
+
+
+async def test_async_policy_rejects_a_sync_callable_naming_the_twin() -> None:
+    with pytest.raises(TypeError, match="sync"):
+        await ra.Retry().call(lambda: 1)
+
+
+@pytest.mark.real_time
+def test_sync_deadline_never_turns_a_completed_call_into_an_error() -> None:
+    recorder = Recorder()
+
+    def slow() -> str:
+        time.sleep(0.2)
+        return "done"
+
+    with hooks(recorder):
+        assert rs.Timeout(0.05).call(slow) == "done"
+        with rs.deadline(0.05):
+            assert slow() == "done"
+    assert len(recorder.of("timeout.overrun")) >= 2
+
+
+@pytest.mark.real_time
+def test_sync_block_finishing_late_raises_its_own_error() -> None:
+    def slow_fail() -> None:
+        time.sleep(0.2)
+        raise KeyError("own")
+
+    with pytest.raises(KeyError):
+        rs.Timeout(0.05).call(slow_fail)
+
+
+@pytest.mark.real_time
+def test_sync_guarded_call_started_after_the_deadline_raises_at_once() -> None:
+    started: list[str] = []
+    with rs.deadline(0.05):
+        time.sleep(0.2)
+        with pytest.raises(ra.DeadlineExceeded):
+            rs.Bulkhead(2).call(started.append, "bulkhead")
+        with pytest.raises(ra.DeadlineExceeded):
+            rs.CircuitBreaker("late").call(started.append, "breaker")
+    assert started == []
+
+
+@pytest.mark.real_time
+def test_sync_retry_past_the_deadline_reraises_its_last_error() -> None:
+    calls = 0
+
+    def slow_fail() -> None:
+        nonlocal calls
+        calls += 1
+        time.sleep(0.2)
+        raise ConnectionError(f"attempt {calls}")
+
+    with rs.deadline(0.05), pytest.raises(ConnectionError, match="attempt 1"):
+        rs.Retry(attempts=5, backoff=ra.backoff.constant(0)).call(slow_fail)
+    assert calls == 1
+
+
+@pytest.mark.real_time
+def test_sync_policies_are_thread_safe() -> None:
+    bulkhead = rs.Bulkhead(2, max_queue=100)
+    lock = threading.Lock()
+    running = 0
+    peak = 0
+
+    def work() -> None:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.01)
+        with lock:
+            running -= 1
+
+    threads = [threading.Thread(target=bulkhead.call, args=(work,)) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert peak == 2
+    assert bulkhead.in_use == 0
+    assert bulkhead.queued == 0
+
+
+def test_sync_transaction_compensations_and_compensation_error() -> None:
+    ran: list[str] = []
+    failure = RuntimeError("undo")
+    original = ValueError("boom")
+
+    def failing() -> None:
+        raise failure
+
+    with pytest.raises(ra.CompensationError) as info:
+        with rs.Transaction("sync-tx") as tx:
+            tx.on_rollback(ran.append, "a")
+            tx.on_rollback(failing)
+            tx.on_rollback(ran.append, "c")
+            raise original
+    assert ran == ["c", "a"]
+    assert list(info.value.exceptions) == [original, failure]
+
+
+# --- Integrations -----------------------------------------------------------------------------
+
+
+class Upstream:
+    """An httpx MockTransport handler that answers from a script of (status, body, headers)."""
+
+    def __init__(self, *replies: tuple[int, bytes] | tuple[int, bytes, dict[str, str]]) -> None:
+        self.replies = list(replies)
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        request.read()
+        self.requests.append(request)
+        reply = self.replies[min(len(self.requests), len(self.replies)) - 1]
+        headers = reply[2] if len(reply) == 3 else {}  # type: ignore[misc]
+        return httpx.Response(reply[0], content=reply[1], headers=headers)
+
+
+def _client(upstream: Upstream, policy: Any, **kw: Any) -> httpx.AsyncClient:
+    from resilient_async.integrations.httpx import AsyncResilientTransport
+
+    transport = AsyncResilientTransport(policy, transport=httpx.MockTransport(upstream), **kw)
+    return httpx.AsyncClient(transport=transport, base_url="http://svc")
+
+
+def _retry(attempts: int = 3) -> ra.Retry:
+    return ra.Retry(attempts=attempts, backoff=ra.backoff.constant(0.01))
+
+
+async def test_httpx_retry_status_is_a_failure_then_success() -> None:
+    upstream = Upstream((503, b"busy"), (502, b"bad"), (200, b"fine"))
+    async with _client(upstream, _retry()) as client:
+        response = await client.get("/x")
+    assert (response.status_code, response.text) == (200, "fine")
+    assert len(upstream.requests) == 3
+
+
+async def test_httpx_gives_up_returning_the_last_response_with_its_body() -> None:
+    upstream = Upstream((503, b"first"), (504, b"last body"))
+    async with _client(upstream, _retry(2)) as client:
+        response = await client.get("/x")
+    assert (response.status_code, response.text) == (504, "last body")
+    assert len(upstream.requests) == 2
+
+
+@pytest.mark.parametrize("status", [200, 404, 500, 400])
+async def test_httpx_other_statuses_return_at_once(status: int) -> None:
+    upstream = Upstream((status, b"body"))
+    async with _client(upstream, _retry()) as client:
+        response = await client.get("/x")
+    assert response.status_code == status
+    assert response.text == "body"
+    assert len(upstream.requests) == 1
+
+
+async def test_httpx_retry_statuses_parameter() -> None:
+    upstream = Upstream((500, b"err"), (200, b"ok"))
+    async with _client(upstream, _retry(), retry_statuses=(500,)) as client:
+        response = await client.get("/x")
+    assert response.status_code == 200
+    upstream = Upstream((503, b"err"), (200, b"ok"))
+    async with _client(upstream, _retry(), retry_statuses=(500,)) as client:
+        response = await client.get("/x")
+    assert response.status_code == 503
+
+
+async def test_httpx_retry_after_is_honoured_by_retry() -> None:
+    upstream = Upstream((429, b"slow down", {"Retry-After": "7"}), (200, b"ok"))
+    start = anyio.current_time()
+    async with _client(upstream, _retry()) as client:
+        response = await client.get("/x")
+    assert response.status_code == 200
+    assert anyio.current_time() - start >= 7.0
+
+
+async def test_httpx_transport_errors_propagate_unchanged_after_giving_up() -> None:
+    attempts = 0
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        nonlocal attempts
+        attempts += 1
+        raise httpx.ConnectError("refused", request=request)
+
+    from resilient_async.integrations.httpx import AsyncResilientTransport
+
+    transport = AsyncResilientTransport(_retry(), transport=httpx.MockTransport(refuse))
+    async with httpx.AsyncClient(transport=transport) as client:
+        with pytest.raises(httpx.ConnectError, match="refused"):
+            await client.get("http://svc/x")
+    assert attempts == 3
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+async def test_httpx_methods_outside_methods_are_never_retried(method: str) -> None:
+    upstream = Upstream((503, b"busy"), (200, b"ok"))
+    async with _client(upstream, _retry()) as client:
+        response = await client.request(method, "/x", content=b"payload")
+    assert response.status_code == 503
+    assert len(upstream.requests) == 1
+
+
+async def test_httpx_methods_parameter() -> None:
+    upstream = Upstream((503, b"busy"), (200, b"ok"))
+    async with _client(upstream, _retry(), methods=("POST",)) as client:
+        response = await client.post("/x", content=b"p")
+    assert response.status_code == 200
+    assert len(upstream.requests) == 2
+
+
+async def test_httpx_streamed_bodies_are_never_retried() -> None:
+    upstream = Upstream((503, b"busy"), (200, b"ok"))
+
+    async def body() -> Any:
+        yield b"chunk"
+
+    async with _client(upstream, _retry()) as client:
+        response = await client.put("/x", content=body())
+    assert response.status_code == 503
+    assert len(upstream.requests) == 1
+
+
+async def test_httpx_non_retried_requests_still_pass_the_guards() -> None:
+    breaker = ra.CircuitBreaker("api", consecutive_failures=1, open_for=30)
+    breaker.force_open()
+    upstream = Upstream((200, b"ok"))
+    async with _client(upstream, ra.pipeline(_retry(), breaker)) as client:
+        with pytest.raises(ra.CircuitOpenError):
+            await client.post("/x", content=b"p")
+        with pytest.raises(ra.CircuitOpenError):
+            await client.get("/x")
+    assert upstream.requests == []
+
+
+async def test_httpx_deadline_header_carries_the_remaining_milliseconds() -> None:
+    upstream = Upstream((200, b"ok"))
+    async with _client(upstream, _retry()) as client:
+        with ra.deadline(2.5):
+            await client.get("/x")
+        await client.get("/y")
+    header = upstream.requests[0].headers["x-request-timeout-ms"]
+    assert header.isdigit()
+    assert 2400 <= int(header) <= 2500
+    assert "x-request-timeout-ms" not in upstream.requests[1].headers
+
+
+async def test_httpx_deadline_header_renamed_or_switched_off() -> None:
+    upstream = Upstream((200, b"ok"))
+    async with _client(upstream, _retry(), deadline_header="x-budget") as client:
+        with ra.deadline(1):
+            await client.get("/x")
+    assert "x-budget" in upstream.requests[0].headers
+    assert "x-request-timeout-ms" not in upstream.requests[0].headers
+    upstream = Upstream((200, b"ok"))
+    async with _client(upstream, _retry(), propagate_deadline=False) as client:
+        with ra.deadline(1):
+            await client.get("/x")
+    assert "x-request-timeout-ms" not in upstream.requests[0].headers
+
+
+@asyncio_only
+@pytest.mark.real_time
+async def test_httpx_transport_defaults_to_a_real_async_http_transport() -> None:
+    from resilient_async.integrations.httpx import AsyncResilientTransport
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    async with httpx.AsyncClient(transport=AsyncResilientTransport(_retry(2))) as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.get(f"http://127.0.0.1:{port}/")
+
+
+def test_sync_httpx_transport_retries_and_returns_the_last_response() -> None:
+    from resilient_async.integrations.httpx import ResilientTransport
+
+    upstream = Upstream((503, b"busy"), (502, b"last"))
+    policy = rs.Retry(attempts=2, backoff=ra.backoff.constant(0))
+    transport = ResilientTransport(policy, transport=httpx.MockTransport(upstream))
+    with httpx.Client(transport=transport) as client:
+        response = client.get("http://svc/x")
+        post = client.post("http://svc/y", content=b"p")
+    assert (response.status_code, response.text) == (502, "last")
+    assert post.status_code == 502
+    assert len(upstream.requests) == 3
+
+
+def test_sync_httpx_transport_defaults_to_http_transport() -> None:
+    from resilient_async.integrations.httpx import ResilientTransport
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    policy = rs.Retry(attempts=2, backoff=ra.backoff.constant(0))
+    with httpx.Client(transport=ResilientTransport(policy)) as client:
+        with pytest.raises(httpx.ConnectError):
+            client.get(f"http://127.0.0.1:{port}/")
+
+
+async def _asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answers with the remaining time it sees; /slow sleeps 10 s first."""
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/slow":
+        await anyio.sleep(10)
+    body = json.dumps({"remaining": ra.remaining() if ra.remaining() != float("inf") else None})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body.encode()})
+
+
+def _asgi_client(**kw: Any) -> httpx.AsyncClient:
+    from resilient_async.integrations.asgi import DeadlineMiddleware
+
+    app = DeadlineMiddleware(_asgi_app, **kw)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app")
+
+
+async def test_deadline_middleware_runs_the_request_under_the_header_deadline() -> None:
+    async with _asgi_client() as client:
+        response = await client.get("/", headers={"x-request-timeout-ms": "1500"})
+        no_header = await client.get("/")
+    assert response.status_code == 200
+    assert 1.4 <= response.json()["remaining"] <= 1.5
+    assert no_header.json()["remaining"] is None
+
+
+async def test_deadline_middleware_expired_deadline_gives_504() -> None:
+    async with _asgi_client() as client:
+        start = anyio.current_time()
+        response = await client.get("/slow", headers={"x-request-timeout-ms": "200"})
+    assert response.status_code == 504
+    assert anyio.current_time() - start < 10
+
+
+@pytest.mark.parametrize("value", ["abc", "-5", "1.5.2", ""])
+async def test_deadline_middleware_malformed_header_gives_400(value: str) -> None:
+    async with _asgi_client() as client:
+        response = await client.get("/", headers={"x-request-timeout-ms": value})
+    assert response.status_code == 400
+
+
+async def test_deadline_middleware_max_timeout_caps_the_header() -> None:
+    async with _asgi_client(max_timeout=1.0) as client:
+        capped = await client.get("/", headers={"x-request-timeout-ms": "60000"})
+        under = await client.get("/", headers={"x-request-timeout-ms": "500"})
+    assert 0.9 <= capped.json()["remaining"] <= 1.0
+    assert 0.4 <= under.json()["remaining"] <= 0.5
+
+
+async def test_deadline_middleware_header_parameter_renames_it() -> None:
+    async with _asgi_client(header="x-budget") as client:
+        renamed = await client.get("/", headers={"x-budget": "700"})
+        ignored = await client.get("/", headers={"x-request-timeout-ms": "500"})
+    assert 0.6 <= renamed.json()["remaining"] <= 0.7
+    assert ignored.json()["remaining"] is None
+
+
+async def test_httpx_transport_deadline_reaches_the_asgi_app() -> None:
+    from resilient_async.integrations.asgi import DeadlineMiddleware
+    from resilient_async.integrations.httpx import AsyncResilientTransport
+
+    inner = httpx.ASGITransport(app=DeadlineMiddleware(_asgi_app))
+    transport = AsyncResilientTransport(_retry(), transport=inner)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        with ra.deadline(3):
+            response = await client.get("/")
+    assert 2.9 <= response.json()["remaining"] <= 3.0

@@ -1623,3 +1623,412 @@ async def test_httpx_transport_deadline_reaches_the_asgi_app() -> None:
         with ra.deadline(3):
             response = await client.get("/")
     assert 2.9 <= response.json()["remaining"] <= 3.0
+
+
+# --- Second pass: finer clauses ----------------------------------------------------------------
+
+
+@asyncio_only
+async def test_database_work_rolls_back_before_compensations_run(tmp_path: Path) -> None:
+    import aiosqlite
+
+    path = tmp_path / "order.sqlite"
+    seen: list[list[tuple[int]]] = []
+    async with aiosqlite.connect(path) as conn:
+        await conn.execute("create table t (x integer)")
+        await conn.commit()
+
+        async def compensate() -> None:
+            rows = await (await conn.execute("select x from t")).fetchall()
+            seen.append([tuple(r) for r in rows])
+
+        with pytest.raises(ValueError):
+            async with ra.Transaction() as tx:
+                await tx.enlist(conn)
+                tx.on_rollback(compensate)
+                await conn.execute("insert into t values (1)")
+                raise ValueError("fail")
+    assert seen == [[]]
+
+
+async def test_compensation_retry_retries_a_failing_compensation() -> None:
+    attempts = 0
+
+    def flaky_undo() -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts < 2:
+            raise ConnectionError("undo transiently failed")
+
+    retry = ra.Retry(attempts=3, backoff=ra.backoff.constant(0.1))
+    with pytest.raises(KeyError):
+        async with ra.Transaction(compensation_retry=retry) as tx:
+            tx.on_rollback(flaky_undo)
+            raise KeyError("original")
+    assert attempts == 2
+
+
+async def test_sqlite_journal_accepts_a_str_path_and_recover_accepts_the_journal(
+    tmp_path: Path,
+) -> None:
+    UNDONE.clear()
+    journal = ra.SQLiteJournal(str(tmp_path / "j.db"))
+    with pytest.raises(ValueError):
+        async with ra.Transaction("j", journal=journal) as tx:
+            tx.on_rollback(release, "seat-3")
+            raise ValueError("fail")
+    assert UNDONE == ["seat-3"]
+    await ra.recover(journal)  # nothing left open: the rollback already ran it
+    assert UNDONE == ["seat-3"]
+
+
+async def test_supervisor_gave_up_holds_only_the_crashes_within_the_period() -> None:
+    crash_times = [0.0, 10.0, 10.5]
+    starts = 0
+
+    async def child() -> None:
+        nonlocal starts
+        starts += 1
+        if starts <= len(crash_times):
+            delay = crash_times[starts - 1] - (crash_times[starts - 2] if starts > 1 else 0.0)
+            await anyio.sleep(delay)
+            raise ConnectionError(f"crash {starts}")
+        await anyio.sleep_forever()
+
+    with pytest.raises(ra.SupervisorGaveUp) as info:
+        async with ra.Supervisor(max_restarts=1, within=2.0) as sup:
+            sup.start_soon(child)
+    assert [str(e) for e in info.value.exceptions] == ["crash 2", "crash 3"]
+
+
+async def test_supervisor_temporary_child_error_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.DEBUG):
+        await _run_for({}, [(Child(crashes=1), "temporary")], 1.0)
+    assert any("crash 1" in (r.getMessage() + repr(r.exc_info)) for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"max_restarts": -1}, "max_restarts"),
+        ({"within": 0}, "within"),
+        ({"within": -1.0}, "within"),
+        ({"strategy": "all_for_one"}, "strategy"),
+    ],
+)
+def test_supervisor_bad_configuration_names_the_parameter(
+    kwargs: dict[str, Any], name: str
+) -> None:
+    with pytest.raises(ValueError, match=name):
+        ra.Supervisor(**kwargs)
+
+
+async def test_supervisor_start_soon_rejects_an_unknown_restart() -> None:
+    with pytest.raises(ValueError, match="restart"):
+        async with ra.Supervisor() as sup:
+            sup.start_soon(Child(), restart="sometimes")
+
+
+async def test_supervisor_within_accepts_a_timedelta() -> None:
+    from datetime import timedelta
+
+    crashing = Child(crashes=100)
+    with pytest.raises(ra.SupervisorGaveUp):
+        async with ra.Supervisor(max_restarts=1, within=timedelta(seconds=5)) as sup:
+            sup.start_soon(crashing)
+    assert crashing.starts == 2
+
+
+@asyncio_only
+async def test_exception_handler_logs_with_the_error_context(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    loop = asyncio.get_running_loop()
+    original_handler = loop.get_exception_handler()
+    try:
+        loop.set_exception_handler(lambda _loop, _context: None)
+        with caplog.at_level(logging.DEBUG), ra.install_exception_handler():
+            try:
+                with ra.error_context(tenant="acme"):
+                    raise ConnectionError("lost")
+            except ConnectionError as exc:
+                loop.call_exception_handler({"message": "unhandled", "exception": exc})
+    finally:
+        loop.set_exception_handler(original_handler)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("tenant" in m and "acme" in m for m in messages), messages
+
+
+@asyncio_only
+async def test_exception_handler_chains_to_the_default_handler_when_there_was_none(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    loop = asyncio.get_running_loop()
+    original_handler = loop.get_exception_handler()
+    try:
+        loop.set_exception_handler(None)
+        with (
+            caplog.at_level(logging.ERROR, logger="asyncio"),
+            ra.install_exception_handler(),
+        ):
+            loop.call_exception_handler({"message": "default please", "exception": OSError("x")})
+    finally:
+        loop.set_exception_handler(original_handler)
+    assert any(r.name == "asyncio" and "default please" in r.getMessage() for r in caplog.records)
+
+
+@asyncio_only
+async def test_exception_handler_sees_a_never_retrieved_task_exception() -> None:
+    loop = asyncio.get_running_loop()
+    original_handler = loop.get_exception_handler()
+    seen: list[BaseException] = []
+    try:
+        loop.set_exception_handler(lambda _loop, _context: None)
+        with ra.install_exception_handler(on_error=lambda exc, ctx: seen.append(exc)):
+
+            async def crash() -> None:
+                raise ConnectionError("orphan")
+
+            task = loop.create_task(crash())
+            await asyncio.sleep(0.01)
+            assert task.done()
+            del task
+            import gc
+
+            gc.collect()
+    finally:
+        loop.set_exception_handler(original_handler)
+    assert [str(e) for e in seen] == ["orphan"]
+
+
+async def test_hooks_accepts_several_hooks() -> None:
+    one, two = Recorder(), Recorder()
+    with hooks(one, two):
+        await ra.Retry(attempts=2, backoff=ra.backoff.constant(0)).call(Flaky(1))
+    assert one.kinds() == two.kinds()
+    assert "retry.scheduled" in one.kinds()
+
+
+def test_prometheus_hook_default_registry_can_be_made_twice() -> None:
+    from resilient_async.instrumentation import PrometheusHook
+
+    PrometheusHook()
+    PrometheusHook()
+
+
+async def test_hooks_keyword_on_every_policy() -> None:
+    recorders = {name: Recorder() for name in ("b", "bh", "lim", "to", "fb", "hedge", "pipe")}
+    breaker = ra.CircuitBreaker("b", consecutive_failures=1, hooks=[recorders["b"]])
+    with pytest.raises(ConnectionError):
+        await breaker.call(Flaky(1))
+    bulkhead = ra.Bulkhead(1, name="bh", hooks=[recorders["bh"]])
+    limiter = ra.RateLimiter(1, per=60, name="lim", hooks=[recorders["lim"]])
+    await limiter.acquire()
+    with pytest.raises(ra.RateLimitedError):
+        await limiter.acquire()
+
+    async def hold() -> None:
+        await anyio.sleep(1)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(bulkhead.call, hold)
+        await anyio.sleep(0.1)
+        with pytest.raises(ra.BulkheadFullError):
+            await bulkhead.call(hold)
+    with pytest.raises(ra.DeadlineExceeded):
+        await ra.Timeout(0.1, hooks=[recorders["to"]]).call(hold)
+    await ra.Fallback(value=1, hooks=[recorders["fb"]]).call(Flaky(1))
+    await ra.Hedge(0.1, hooks=[recorders["hedge"]]).call(hold)
+    pipe = ra.pipeline(ra.Fallback(value=1), hooks=[recorders["pipe"]])
+    await pipe.call(Flaky(1))
+    empty = [name for name, r in recorders.items() if not r.events]
+    assert empty == []
+
+
+async def test_httpx_retry_statuses_are_classified_by_the_http_rules_for_a_breaker() -> None:
+    # 503 without Retry-After is TRANSIENT: a failure for the breaker's default `on`.
+    breaker = ra.CircuitBreaker("up", consecutive_failures=2, open_for=30)
+    async with _client(Upstream((503, b"busy")), breaker) as client:
+        for _ in range(2):
+            assert (await client.get("/x")).status_code == 503
+        with pytest.raises(ra.CircuitOpenError):
+            await client.get("/x")
+    # 429 is THROTTLED: outside the breaker's default `on`, it counts as a success.
+    breaker = ra.CircuitBreaker("up2", consecutive_failures=2, open_for=30)
+    async with _client(Upstream((429, b"slow")), breaker) as client:
+        for _ in range(3):
+            assert (await client.get("/x")).status_code == 429
+    assert breaker.state is ra.BreakerState.CLOSED
+
+
+async def test_httpx_retry_after_beyond_max_retry_after_returns_the_response_at_once() -> None:
+    upstream = Upstream((429, b"come back tomorrow", {"Retry-After": "3600"}), (200, b"ok"))
+    start = anyio.current_time()
+    async with _client(upstream, _retry()) as client:
+        response = await client.get("/x")
+    assert (response.status_code, response.text) == (429, "come back tomorrow")
+    assert len(upstream.requests) == 1
+    assert anyio.current_time() - start < 1.0
+
+
+@pytest.mark.parametrize(
+    "error", [httpx.ConnectError, httpx.ReadTimeout, httpx.RemoteProtocolError]
+)
+async def test_httpx_transport_errors_are_failures_retried_then_propagated(
+    error: type[httpx.TransportError],
+) -> None:
+    attempts = 0
+
+    def broken(request: httpx.Request) -> httpx.Response:
+        nonlocal attempts
+        attempts += 1
+        raise error("broken", request=request)
+
+    from resilient_async.integrations.httpx import AsyncResilientTransport
+
+    transport = AsyncResilientTransport(_retry(), transport=httpx.MockTransport(broken))
+    async with httpx.AsyncClient(transport=transport) as client:
+        with pytest.raises(error):
+            await client.get("http://svc/x")
+    assert attempts == 3
+
+
+def test_sync_transport_rejects_an_async_policy_and_async_transport_a_sync_one() -> None:
+    from resilient_async.integrations.httpx import AsyncResilientTransport, ResilientTransport
+
+    with pytest.raises(TypeError):
+        ResilientTransport(ra.Retry())
+    with pytest.raises(TypeError):
+        AsyncResilientTransport(rs.Retry())
+
+
+def test_sync_transport_streams_and_other_methods_are_not_retried() -> None:
+    from resilient_async.integrations.httpx import ResilientTransport
+
+    upstream = Upstream((503, b"busy"))
+    policy = rs.Retry(attempts=3, backoff=ra.backoff.constant(0))
+    transport = ResilientTransport(policy, transport=httpx.MockTransport(upstream))
+
+    def body() -> Any:
+        yield b"chunk"
+
+    with httpx.Client(transport=transport) as client:
+        assert client.put("http://svc/x", content=body()).status_code == 503
+        assert client.patch("http://svc/x", content=b"p").status_code == 503
+    assert len(upstream.requests) == 2
+
+
+async def test_deadline_middleware_passes_other_scopes_through() -> None:
+    from resilient_async.integrations.asgi import DeadlineMiddleware
+
+    seen: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append(scope["type"])
+
+    middleware = DeadlineMiddleware(app)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "lifespan.startup"}
+
+    async def send(message: dict[str, Any]) -> None:
+        return None
+
+    await middleware({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+    assert seen == ["lifespan"]
+
+
+def test_deadline_middleware_bad_max_timeout_raises_at_construction() -> None:
+    from resilient_async.integrations.asgi import DeadlineMiddleware
+
+    with pytest.raises(ValueError, match="max_timeout"):
+        DeadlineMiddleware(_asgi_app, max_timeout=0)
+    with pytest.raises(ValueError, match="max_timeout"):
+        DeadlineMiddleware(_asgi_app, max_timeout=-1.0)
+
+
+async def test_deadline_middleware_max_timeout_accepts_a_timedelta() -> None:
+    from datetime import timedelta
+
+    async with _asgi_client(max_timeout=timedelta(seconds=1)) as client:
+        capped = await client.get("/", headers={"x-request-timeout-ms": "60000"})
+    assert 0.9 <= capped.json()["remaining"] <= 1.0
+
+
+@pytest.mark.real_time
+def test_sync_wait_started_after_the_deadline_raises_at_once() -> None:
+    limiter = rs.RateLimiter(1, per=60, max_wait=30)
+    limiter.acquire()
+    with rs.deadline(0.05):
+        time.sleep(0.2)
+        started = time.monotonic()
+        with pytest.raises(ra.DeadlineExceeded):
+            limiter.acquire()
+        with pytest.raises(ra.DeadlineExceeded):
+            rs.Timeout(10).call(lambda: None)
+    assert time.monotonic() - started < 10
+
+
+def test_sync_pipeline_fallback_and_retry_factory() -> None:
+    calls = 0
+
+    def down() -> str:
+        nonlocal calls
+        calls += 1
+        raise ConnectionError("down")
+
+    guarded = rs.pipeline(
+        rs.Fallback(value="cached"), rs.retry(attempts=2, backoff=ra.backoff.constant(0))
+    )
+    assert guarded.call(down) == "cached"
+    assert calls == 2
+
+
+def test_sync_breaker_as_context_manager_counts_failures() -> None:
+    breaker = rs.CircuitBreaker("cm-sync", consecutive_failures=1, open_for=30)
+    with pytest.raises(ConnectionError), breaker:
+        raise ConnectionError("x")
+    assert breaker.state is ra.BreakerState.OPEN
+    with pytest.raises(ra.CircuitOpenError), breaker:
+        pass
+
+
+def test_set_testing_rejects_bad_attempts() -> None:
+    with pytest.raises(ValueError, match="attempts"):
+        set_testing(True, attempts=0)
+
+
+@asyncio_only
+@pytest.mark.redis
+async def test_async_redis_store_rejects_a_sync_client() -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        with pytest.raises(TypeError):
+            ra.stores.RedisStore(client)
+    finally:
+        client.close()
+
+
+@asyncio_only
+@pytest.mark.redis
+async def test_try_acquire_with_a_shared_store_raises_type_error() -> None:
+    store = ra.stores.RedisStore(REDIS_URL, prefix=_prefix())
+    try:
+        limiter = ra.RateLimiter(5, name="t", store=store)
+        with pytest.raises(TypeError, match="acquire"):
+            limiter.try_acquire()
+    finally:
+        await store.close()
+
+
+@asyncio_only
+@pytest.mark.redis
+async def test_redis_store_timeout_accepts_a_timedelta() -> None:
+    from datetime import timedelta
+
+    store = ra.stores.RedisStore(REDIS_URL, prefix=_prefix(), timeout=timedelta(seconds=0.5))
+    await store.close()

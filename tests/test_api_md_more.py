@@ -2032,3 +2032,79 @@ async def test_redis_store_timeout_accepts_a_timedelta() -> None:
 
     store = ra.stores.RedisStore(REDIS_URL, prefix=_prefix(), timeout=timedelta(seconds=0.5))
     await store.close()
+
+
+_WAITER = """
+import asyncio, sys
+import resilient_async as ra
+
+@ra.compensation("accb.release")
+async def release(item):
+    pass
+
+async def main():
+    journal = ra.SQLiteJournal(sys.argv[1])
+    async with ra.Transaction("waiting", journal=journal) as tx:
+        tx.on_rollback(release, "seat-5")
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.real_time
+async def test_recover_skips_a_live_process_then_runs_its_compensations_once_it_died(
+    tmp_path: Path,
+) -> None:
+    UNDONE.clear()
+    path = tmp_path / "journal.db"
+    child = subprocess.Popen(
+        [sys.executable, "-c", _WAITER, str(path)],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == b"ready"
+        journal = ra.SQLiteJournal(path)
+        await ra.recover(journal)
+        assert UNDONE == []  # its process is alive
+    finally:
+        child.kill()
+        child.wait(timeout=60)
+        for stream in (child.stdin, child.stdout):
+            if stream is not None:
+                stream.close()
+    await ra.recover(journal)
+    assert UNDONE == ["seat-5"]
+
+
+async def test_journal_rejects_non_json_arguments_and_unregistered_compensations(
+    tmp_path: Path,
+) -> None:
+    journal = ra.SQLiteJournal(tmp_path / "j.db")
+    async with ra.Transaction(journal=journal) as tx:
+        with pytest.raises(TypeError):
+            tx.on_rollback(release, object())
+        with pytest.raises((TypeError, ValueError)):
+            tx.on_rollback(lambda: None)
+
+
+def test_sync_transaction_with_a_journal_runs_registered_compensations(tmp_path: Path) -> None:
+    ran: list[str] = []
+
+    @rs.compensation("accb.sync-undo")
+    def undo(item: str) -> None:
+        ran.append(item)
+
+    journal = rs.SQLiteJournal(tmp_path / "sync.db")
+    with pytest.raises(KeyError), rs.Transaction("s", journal=journal) as tx:
+        tx.on_rollback(undo, "a")
+        tx.on_rollback(undo, "b")
+        raise KeyError("x")
+    assert ran == ["b", "a"]
+    rs.recover(journal)
+    assert ran == ["b", "a"]

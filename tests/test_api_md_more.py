@@ -2108,3 +2108,43 @@ def test_sync_transaction_with_a_journal_runs_registered_compensations(tmp_path:
     assert ran == ["b", "a"]
     rs.recover(journal)
     assert ran == ["b", "a"]
+
+
+def test_faults_rejects_a_sync_function_and_non_exception_errors() -> None:
+    def sync_dep() -> str:
+        return "ok"
+
+    with pytest.raises(TypeError, match="fn must be an async callable"):
+        faults(sync_dep)
+    with pytest.raises(TypeError, match="errors"):
+        faults(_ok, error_rate=1.0, errors=(0.5,))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="errors"):
+        faults(_ok, error_rate=1.0, errors=("boom",))  # type: ignore[arg-type]
+
+
+async def test_faults_errors_accepts_instances_and_a_latency_range() -> None:
+    wrapped = faults(_ok, error_rate=1.0, errors=(TimeoutError("scripted"),))
+    with pytest.raises(TimeoutError, match="scripted"):
+        await wrapped()
+    ranged = faults(_ok, latency=(0.5, 1.5), latency_rate=1.0, seed=1)
+    start = anyio.current_time()
+    assert await ranged() == "ok"
+    assert 0.5 <= anyio.current_time() - start <= 1.5
+
+
+async def test_faults_hang_ends_with_the_deadline() -> None:
+    wrapped = faults(_ok, hang_rate=1.0)
+    with pytest.raises(ra.DeadlineExceeded):
+        await ra.Timeout(2.0).call(wrapped)
+
+
+async def test_set_testing_context_managers_nest_and_restore() -> None:
+    with set_testing(True, attempts=3):
+        with set_testing(True, attempts=1):
+            one = Flaky(10)
+            with pytest.raises(ConnectionError):
+                await ra.Retry(attempts=5).call(one)
+        three = Flaky(10)
+        with pytest.raises(ConnectionError):
+            await ra.Retry(attempts=5).call(three)
+    assert (one.calls, three.calls) == (1, 3)

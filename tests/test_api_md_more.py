@@ -2148,3 +2148,106 @@ async def test_set_testing_context_managers_nest_and_restore() -> None:
         with pytest.raises(ConnectionError):
             await ra.Retry(attempts=5).call(three)
     assert (one.calls, three.calls) == (1, 3)
+
+
+@pytest.mark.real_time
+async def test_httpx_real_server_streamed_last_response_keeps_its_body() -> None:
+    from resilient_async.integrations.httpx import AsyncResilientTransport
+
+    from .http_server import Reply, serving
+
+    with serving() as server:
+        url = server.script(Reply(503, b"first"), Reply(503, b"x" * 100_000 + b"end"))
+        transport = AsyncResilientTransport(_retry(2))
+        async with httpx.AsyncClient(transport=transport) as client:
+            async with client.stream("GET", url) as response:
+                body = await response.aread()
+        assert response.status_code == 503
+        assert body == b"x" * 100_000 + b"end"
+        assert len(server.received(url)) == 2
+
+
+@pytest.mark.real_time
+def test_sync_httpx_real_server_gives_up_with_the_last_body() -> None:
+    from resilient_async.integrations.httpx import ResilientTransport
+
+    from .http_server import Reply, serving
+
+    with serving() as server:
+        url = server.script(Reply(502, b"one"), Reply(504, b"two"), Reply(200, b"three"))
+        policy = rs.Retry(attempts=2, backoff=ra.backoff.constant(0))
+        with httpx.Client(transport=ResilientTransport(policy)) as client:
+            response = client.get(url)
+        assert (response.status_code, response.text) == (504, "two")
+
+
+async def test_httpx_timeout_policy_expiry_propagates_as_deadline_exceeded() -> None:
+    from resilient_async.integrations.httpx import AsyncResilientTransport
+
+    inner = httpx.ASGITransport(app=_asgi_app)
+    transport = AsyncResilientTransport(ra.Timeout(1.0), transport=inner)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        with pytest.raises(ra.DeadlineExceeded):
+            await client.get("/slow")
+
+
+async def test_transaction_under_an_expiring_deadline_compensates_then_raises() -> None:
+    ran: list[str] = []
+
+    async def slow_undo() -> None:
+        await anyio.sleep(5)
+        ran.append("undone")
+
+    with pytest.raises(ra.DeadlineExceeded), ra.deadline(1.0):
+        async with ra.Transaction() as tx:
+            tx.on_rollback(slow_undo)
+            await anyio.sleep(10)
+    assert ran == ["undone"]
+
+
+async def test_global_scoped_and_policy_hooks_all_receive_the_event() -> None:
+    global_hook, scoped, own = Recorder(), Recorder(), Recorder()
+    previous = list(get_hooks())
+    set_hooks([*previous, global_hook])
+    try:
+        with hooks(scoped):
+            retry = ra.Retry(attempts=2, backoff=ra.backoff.constant(0), hooks=[own])
+            await retry.call(Flaky(1))
+    finally:
+        set_hooks(previous)
+    for recorder in (global_hook, scoped, own):
+        assert recorder.kinds().count("retry.scheduled") == 1
+
+
+async def test_structlog_hook_with_a_given_logger() -> None:
+    import structlog
+    from structlog.testing import capture_logs
+
+    from resilient_async.instrumentation import StructlogHook
+
+    logger = structlog.get_logger("accb")
+    with capture_logs() as logs, hooks(StructlogHook(logger)):
+        await ra.Retry(attempts=2, backoff=ra.backoff.constant(0), name="g").call(Flaky(1))
+    assert [e["policy"] for e in logs if e.get("kind") == "retry.scheduled"] == ["g"]
+
+
+@pytest.mark.real_time
+def test_sync_store_unreachable_degrades_once_and_keeps_working() -> None:
+    recorder = Recorder()
+    with _silent_server() as port, hooks(recorder):
+        store = rs.RedisStore(f"redis://127.0.0.1:{port}/0", prefix=_prefix(), timeout=0.1)
+        try:
+            breaker = rs.CircuitBreaker("sync-stalled", consecutive_failures=1, store=store)
+            for _ in range(3):
+                assert breaker.call(lambda: "ok") == "ok"
+
+            def fail() -> None:
+                raise ConnectionError("down")
+
+            with pytest.raises(ConnectionError):
+                breaker.call(fail)
+            with pytest.raises(ra.CircuitOpenError):
+                breaker.call(lambda: "ok")
+        finally:
+            store.close()
+    assert len(recorder.of("store.degraded")) == 1

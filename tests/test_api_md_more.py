@@ -2251,3 +2251,51 @@ def test_sync_store_unreachable_degrades_once_and_keeps_working() -> None:
         finally:
             store.close()
     assert len(recorder.of("store.degraded")) == 1
+
+
+def test_pytest_plugin_fixtures_with_pytest_asyncio(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import asyncio
+
+        import pytest
+
+        import resilient_async as ra
+
+        @pytest.mark.asyncio
+        async def test_no_wait(ra_no_wait):
+            calls = []
+
+            async def flaky():
+                calls.append(1)
+                if len(calls) < 3:
+                    raise ConnectionError("x")
+                return "ok"
+
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            retry = ra.Retry(attempts=3, backoff=ra.backoff.constant(60))
+            assert await retry.call(flaky) == "ok"
+            assert loop.time() - start < 30
+
+        @pytest.mark.asyncio
+        async def test_faults(ra_faults):
+            async def dep():
+                return "ok"
+
+            wrapped = ra_faults(dep, error_rate=1.0, errors=(KeyError,))
+            with pytest.raises(KeyError):
+                await wrapped()
+        """
+    )
+    result = pytester.runpytest_inprocess(
+        "-p",
+        "asyncio",
+        "-o",
+        "asyncio_mode=strict",
+        "-o",
+        "asyncio_default_fixture_loop_scope=function",
+        "-p",
+        "no:cacheprovider",
+    )
+    result.assert_outcomes(passed=2)

@@ -1066,3 +1066,501 @@ def test_retry_budget_defaults() -> None:
     assert params["ratio"].default == 0.2
     assert params["min_per_second"].default == 10.0
     assert params["ttl"].default == 10.0
+
+
+# --- CircuitBreaker --------------------------------------------------------------------------
+
+
+def test_breaker_signature_and_defaults() -> None:
+    for mod in (ra, rs):
+        sig = inspect.signature(mod.CircuitBreaker)
+        params = sig.parameters
+        assert list(params)[0] == "name"
+        assert params["name"].default is None
+        expected = {
+            "failure_rate": 0.5,
+            "window": 100,
+            "window_type": "count",
+            "min_calls": 10,
+            "open_for": 30.0,
+            "half_open_calls": 1,
+            "slow_call_duration": None,
+            "slow_call_rate": 1.0,
+            "store": None,
+        }
+        for key, default in expected.items():
+            assert params[key].default == default, key
+            assert params[key].kind is inspect.Parameter.KEYWORD_ONLY
+        assert "on" in params and "consecutive_failures" in params
+
+
+async def test_breaker_opens_at_failure_rate_over_count_window_with_min_calls() -> None:
+    breaker = ra.CircuitBreaker(failure_rate=0.5, window=4, min_calls=4)
+    for step in (ok, Script(ConnectionError), ok):
+        with contextlib.suppress(ConnectionError):
+            await breaker.call(step)
+    assert breaker.state is ra.BreakerState.CLOSED  # 3 calls < min_calls
+    with pytest.raises(ConnectionError):
+        await breaker.call(Script(ConnectionError))
+    assert breaker.state is ra.BreakerState.OPEN  # 2/4 >= 0.5
+    with pytest.raises(ra.CircuitOpenError):
+        await breaker.call(ok)
+
+
+async def test_breaker_below_failure_rate_stays_closed() -> None:
+    breaker = ra.CircuitBreaker(failure_rate=0.5, window=4, min_calls=4)
+    for step in (ok, ok, ok, Script(ConnectionError), ok, ok):
+        with contextlib.suppress(ConnectionError):
+            await breaker.call(step)
+    assert breaker.state is ra.BreakerState.CLOSED
+
+
+async def test_breaker_default_min_calls_is_ten() -> None:
+    breaker = ra.CircuitBreaker()
+    for _ in range(9):
+        with pytest.raises(ConnectionError):
+            await breaker.call(Script(ConnectionError))
+    assert breaker.state is ra.BreakerState.CLOSED
+    with pytest.raises(ConnectionError):
+        await breaker.call(Script(ConnectionError))
+    assert breaker.state is ra.BreakerState.OPEN
+
+
+async def test_breaker_time_window_counts_calls_in_the_last_seconds() -> None:
+    breaker = ra.CircuitBreaker(window=10, window_type="time", min_calls=2, failure_rate=1.0)
+    with pytest.raises(ConnectionError):
+        await breaker.call(Script(ConnectionError))
+    await anyio.sleep(11)  # the first failure leaves the window
+    with pytest.raises(ConnectionError):
+        await breaker.call(Script(ConnectionError))
+    assert breaker.state is ra.BreakerState.CLOSED
+    with pytest.raises(ConnectionError):
+        await breaker.call(Script(ConnectionError))
+    assert breaker.state is ra.BreakerState.OPEN
+
+
+async def test_breaker_slow_call_rate_opens() -> None:
+    breaker = ra.CircuitBreaker(
+        window=2, min_calls=2, slow_call_duration=1.0, slow_call_rate=1.0, failure_rate=1.0
+    )
+    await breaker.call(anyio.sleep, 2)
+    assert breaker.state is ra.BreakerState.CLOSED
+    await breaker.call(anyio.sleep, 2)
+    assert breaker.state is ra.BreakerState.OPEN
+    assert breaker.metrics().slow_calls == 2
+
+
+async def test_breaker_half_open_after_open_for_admits_exactly_half_open_calls() -> None:
+    breaker = ra.CircuitBreaker(consecutive_failures=1, open_for=5, half_open_calls=2)
+    with pytest.raises(ConnectionError):
+        await breaker.call(Script(ConnectionError))
+    await anyio.sleep(5)
+    release = anyio.Event()
+    results: list[object] = []
+
+    async def probe() -> None:
+        await release.wait()
+
+    async def run(fn: Any) -> None:
+        try:
+            results.append(await breaker.call(fn))
+        except ra.CircuitOpenError as exc:
+            results.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run, probe)
+        tg.start_soon(run, probe)
+        await anyio.sleep(0.1)
+        await run(ok)  # a third caller is rejected while two probes run
+        assert isinstance(results[-1], ra.CircuitOpenError)
+        release.set()
+    assert breaker.state is ra.BreakerState.CLOSED
+
+
+async def test_breaker_failed_probe_reopens() -> None:
+    breaker = ra.CircuitBreaker(consecutive_failures=1, open_for=5)
+    with pytest.raises(ConnectionError):
+        await breaker.call(Script(ConnectionError))
+    await anyio.sleep(5)
+    with pytest.raises(ConnectionError):
+        await breaker.call(Script(ConnectionError))
+    assert breaker.state is ra.BreakerState.OPEN
+
+
+async def test_breaker_state_reads_half_open_before_any_call() -> None:
+    breaker = ra.CircuitBreaker(consecutive_failures=1, open_for=5)
+    with pytest.raises(ConnectionError):
+        await breaker.call(Script(ConnectionError))
+    assert breaker.state is ra.BreakerState.OPEN
+    await anyio.sleep(4.9)
+    assert breaker.state is ra.BreakerState.OPEN
+    await anyio.sleep(0.1)
+    assert breaker.state is ra.BreakerState.HALF_OPEN
+
+
+async def test_breaker_state_members() -> None:
+    names = {s.name for s in ra.BreakerState}
+    assert {"CLOSED", "OPEN", "HALF_OPEN", "FORCED_OPEN", "DISABLED"} <= names
+
+
+async def test_breaker_store_none_gives_each_instance_its_own_state() -> None:
+    a = ra.CircuitBreaker("same", consecutive_failures=1)
+    b = ra.CircuitBreaker("same", consecutive_failures=1)
+    with pytest.raises(ConnectionError):
+        await a.call(Script(ConnectionError))
+    assert a.state is ra.BreakerState.OPEN
+    assert b.state is ra.BreakerState.CLOSED
+
+
+async def test_breaker_consecutive_failures_opens_after_n_in_a_row() -> None:
+    breaker = ra.CircuitBreaker(consecutive_failures=3)
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            await breaker.call(Script(ConnectionError))
+    await breaker.call(ok)  # a success resets the run
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            await breaker.call(Script(ConnectionError))
+    assert breaker.state is ra.BreakerState.CLOSED
+    with pytest.raises(ConnectionError):
+        await breaker.call(Script(ConnectionError))
+    assert breaker.state is ra.BreakerState.OPEN
+
+
+async def test_breaker_default_on_counts_transient_timeout_unknown_not_permanent() -> None:
+    for exc in (ConnectionError, TimeoutError, RuntimeError):
+        breaker = ra.CircuitBreaker(consecutive_failures=1)
+        with pytest.raises(exc):
+            await breaker.call(Script(exc))
+        assert breaker.state is ra.BreakerState.OPEN, exc
+    breaker = ra.CircuitBreaker(consecutive_failures=1)
+    for exc in (ValueError, KeyError, HTTPish(429)):
+        with pytest.raises(type(exc) if isinstance(exc, BaseException) else exc):
+            await breaker.call(Script(exc))
+    assert breaker.state is ra.BreakerState.CLOSED
+
+
+async def test_breaker_error_outside_on_counts_as_success() -> None:
+    breaker = ra.CircuitBreaker(window=2, min_calls=2, failure_rate=0.5)
+    with pytest.raises(ConnectionError):
+        await breaker.call(Script(ConnectionError))
+    with pytest.raises(ValueError):
+        await breaker.call(Script(ValueError))
+    # One failure in two calls: 0.5 >= 0.5 opens. So PERMANENT must count as a call
+    # (success), not be ignored.
+    assert breaker.state is ra.BreakerState.OPEN
+    m = breaker.metrics()
+    assert m.calls == 2
+    assert m.failures == 1
+
+
+async def test_breaker_cancelled_call_counts_as_nothing() -> None:
+    breaker = ra.CircuitBreaker(consecutive_failures=1)
+    with anyio.move_on_after(1):
+        await breaker.call(anyio.sleep, 10)
+    assert breaker.state is ra.BreakerState.CLOSED
+    assert breaker.metrics().calls == 0
+
+
+async def test_breaker_cancelled_probe_frees_its_half_open_permit() -> None:
+    breaker = ra.CircuitBreaker(consecutive_failures=1, open_for=5)
+    with pytest.raises(ConnectionError):
+        await breaker.call(Script(ConnectionError))
+    await anyio.sleep(5)
+    with anyio.move_on_after(1):
+        await breaker.call(anyio.sleep, 10)
+    assert await breaker.call(ok) == "ok"
+    assert breaker.state is ra.BreakerState.CLOSED
+
+
+async def test_breaker_force_open_disable_reset() -> None:
+    breaker = ra.CircuitBreaker(consecutive_failures=1)
+    breaker.force_open()
+    assert breaker.state is ra.BreakerState.FORCED_OPEN
+    with pytest.raises(ra.CircuitOpenError):
+        await breaker.call(ok)
+    breaker.disable()
+    assert breaker.state is ra.BreakerState.DISABLED
+    for _ in range(3):
+        with pytest.raises(ConnectionError):
+            await breaker.call(Script(ConnectionError))
+    assert breaker.state is ra.BreakerState.DISABLED
+    breaker.reset()
+    assert breaker.state is ra.BreakerState.CLOSED
+    assert breaker.metrics().calls == 0
+
+
+async def test_breaker_reset_clears_the_window() -> None:
+    breaker = ra.CircuitBreaker(window=4, min_calls=2, failure_rate=1.0)
+    with pytest.raises(ConnectionError):
+        await breaker.call(Script(ConnectionError))
+    breaker.reset()
+    with pytest.raises(ConnectionError):
+        await breaker.call(Script(ConnectionError))
+    assert breaker.state is ra.BreakerState.CLOSED
+
+
+async def test_breaker_metrics_frozen_snapshot() -> None:
+    breaker = ra.CircuitBreaker(window=10, min_calls=5)
+    await breaker.call(ok)
+    with pytest.raises(ConnectionError):
+        await breaker.call(Script(ConnectionError))
+    snap = breaker.metrics()
+    assert snap.state is ra.BreakerState.CLOSED
+    assert snap.calls == 2
+    assert snap.failures == 1
+    assert snap.slow_calls == 0
+    assert snap.failure_rate == pytest.approx(0.5)
+    with pytest.raises((FrozenInstanceError, AttributeError, TypeError)):
+        snap.calls = 9  # type: ignore[misc]
+    await breaker.call(ok)
+    assert snap.calls == 2
+
+
+async def test_breaker_rejection_has_retry_after() -> None:
+    breaker = ra.CircuitBreaker(consecutive_failures=1, open_for=8)
+    with pytest.raises(ConnectionError):
+        await breaker.call(Script(ConnectionError))
+    with pytest.raises(ra.CircuitOpenError) as info:
+        await breaker.call(ok)
+    assert info.value.retry_after == pytest.approx(8)
+
+
+def test_sync_breaker_half_open_after_open_for() -> None:
+    breaker = rs.CircuitBreaker(consecutive_failures=1, open_for=0.05)
+    with pytest.raises(ConnectionError):
+        breaker.call(SyncScript(ConnectionError))
+    assert breaker.state is ra.BreakerState.OPEN
+    with pytest.raises(ra.CircuitOpenError):
+        breaker.call(sync_ok)
+    time.sleep(0.1)
+    assert breaker.state is ra.BreakerState.HALF_OPEN
+    assert breaker.call(sync_ok) == "ok"
+    assert breaker.state is ra.BreakerState.CLOSED
+
+
+# --- Bulkhead --------------------------------------------------------------------------------
+
+
+def test_bulkhead_signature_and_defaults() -> None:
+    for mod in (ra, rs):
+        params = inspect.signature(mod.Bulkhead).parameters
+        assert list(params)[0] == "max_concurrent"
+        assert params["max_queue"].default == 0
+        assert params["max_wait"].default is None
+        assert params["name"].default is None
+    params = inspect.signature(ra.Bulkhead.adaptive).parameters
+    expected = {
+        "initial": 20,
+        "min_limit": 1,
+        "max_limit": 1000,
+        "algorithm": "gradient",
+        "max_queue": 0,
+        "max_wait": None,
+        "name": None,
+        "queue": "fifo",
+        "codel_target": 0.005,
+        "codel_interval": 0.1,
+    }
+    for key, default in expected.items():
+        assert params[key].default == default, key
+
+
+async def test_bulkhead_at_most_max_concurrent_run_others_rejected_at_once() -> None:
+    bulkhead = ra.Bulkhead(2)
+    running = 0
+    peak = 0
+    rejected = 0
+
+    async def work() -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await anyio.sleep(1)
+        running -= 1
+
+    async def call() -> None:
+        nonlocal rejected
+        try:
+            await bulkhead.call(work)
+        except ra.BulkheadFullError:
+            rejected += 1
+
+    start = anyio.current_time()
+    async with anyio.create_task_group() as tg:
+        for _ in range(5):
+            tg.start_soon(call)
+    assert peak == 2
+    assert rejected == 3
+    assert anyio.current_time() - start == pytest.approx(1)
+
+
+async def test_bulkhead_queue_is_fifo_and_in_use_queued_are_ints() -> None:
+    bulkhead = ra.Bulkhead(1, max_queue=3)
+    order: list[int] = []
+    gate = anyio.Event()
+
+    async def work(i: int) -> None:
+        if i == 0:
+            await gate.wait()
+        order.append(i)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(4):
+            tg.start_soon(bulkhead.call, work, i)
+            await anyio.sleep(0.01)
+        assert bulkhead.in_use == 1
+        assert bulkhead.queued == 3
+        assert isinstance(bulkhead.in_use, int) and isinstance(bulkhead.queued, int)
+        with pytest.raises(ra.BulkheadFullError):
+            await bulkhead.call(work, 9)
+        gate.set()
+    assert order == [0, 1, 2, 3]
+    assert bulkhead.in_use == 0 and bulkhead.queued == 0
+
+
+async def test_bulkhead_max_wait_then_bulkhead_full_error() -> None:
+    bulkhead = ra.Bulkhead(1, max_queue=1, max_wait=2)
+    start = anyio.current_time()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(bulkhead.call, anyio.sleep, 10)
+        await anyio.sleep(0.01)
+        start = anyio.current_time()
+        with pytest.raises(ra.BulkheadFullError):
+            await bulkhead.call(ok)
+        assert anyio.current_time() - start == pytest.approx(2)
+        tg.cancel_scope.cancel()
+
+
+async def test_bulkhead_max_wait_none_waits_until_the_deadline() -> None:
+    bulkhead = ra.Bulkhead(1, max_queue=1)
+    start = anyio.current_time()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(bulkhead.call, anyio.sleep, 10)
+        await anyio.sleep(0.01)
+        start = anyio.current_time()
+        with pytest.raises((ra.DeadlineExceeded, ra.BulkheadFullError)), ra.deadline(3):
+            await bulkhead.call(ok)
+        assert anyio.current_time() - start == pytest.approx(3)
+        assert bulkhead.queued == 0
+        tg.cancel_scope.cancel()
+
+
+async def test_bulkhead_cancelled_waiter_never_takes_a_slot() -> None:
+    bulkhead = ra.Bulkhead(1, max_queue=2)
+    ran: list[str] = []
+
+    async def work(tag: str) -> None:
+        ran.append(tag)
+        await anyio.sleep(1)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(bulkhead.call, work, "first")
+        await anyio.sleep(0.01)
+        with anyio.move_on_after(0.5):
+            await bulkhead.call(work, "cancelled")
+        assert bulkhead.queued == 0
+    assert ran == ["first"]
+    assert bulkhead.in_use == 0
+
+
+async def test_bulkhead_adaptive_limit_reads_current_limit() -> None:
+    for algorithm in ("gradient", "aimd"):
+        bulkhead = ra.Bulkhead.adaptive(initial=5, algorithm=algorithm)
+        assert bulkhead.limit == 5
+        await bulkhead.call(ok)
+        assert 1 <= bulkhead.limit <= 1000
+
+
+def test_sync_bulkhead_in_use_and_rejection() -> None:
+    bulkhead = rs.Bulkhead(1)
+    with bulkhead:
+        assert bulkhead.in_use == 1
+        with pytest.raises(ra.BulkheadFullError):
+            bulkhead.call(sync_ok)
+    assert bulkhead.in_use == 0
+
+
+# --- RateLimiter -----------------------------------------------------------------------------
+
+
+def test_ratelimiter_signature_and_defaults() -> None:
+    for mod in (ra, rs):
+        params = inspect.signature(mod.RateLimiter).parameters
+        assert list(params)[:2] == ["rate", "per"]
+        assert params["per"].default == 1.0
+        assert params["burst"].default is None
+        assert params["max_wait"].default == 0.0
+        assert params["name"].default is None
+
+
+async def test_ratelimiter_rate_per_and_burst_default_rate() -> None:
+    limiter = ra.RateLimiter(3, per=6.0)
+    for _ in range(3):
+        assert limiter.try_acquire()
+    assert not limiter.try_acquire()
+    await anyio.sleep(2)  # 3 per 6 s: one token every 2 s
+    assert limiter.try_acquire()
+    assert not limiter.try_acquire()
+
+
+async def test_ratelimiter_burst() -> None:
+    limiter = ra.RateLimiter(1, burst=4)
+    assert sum(limiter.try_acquire() for _ in range(6)) == 4
+
+
+async def test_ratelimiter_max_wait_zero_rejects_at_once() -> None:
+    limiter = ra.RateLimiter(1)
+    await limiter.acquire()
+    start = anyio.current_time()
+    with pytest.raises(ra.RateLimitedError) as info:
+        await limiter.call(ok)
+    assert anyio.current_time() == start
+    assert info.value.retry_after == pytest.approx(1.0)
+
+
+async def test_ratelimiter_waits_up_to_max_wait() -> None:
+    limiter = ra.RateLimiter(1, per=2.0, max_wait=5)
+    await limiter.acquire()
+    start = anyio.current_time()
+    await limiter.acquire()
+    assert anyio.current_time() - start == pytest.approx(2)
+
+
+async def test_ratelimiter_wait_beyond_max_wait_rejected_at_once() -> None:
+    limiter = ra.RateLimiter(1, per=10.0, max_wait=5)
+    await limiter.acquire()
+    start = anyio.current_time()
+    with pytest.raises(ra.RateLimitedError) as info:
+        await limiter.acquire()
+    assert anyio.current_time() == start
+    assert info.value.retry_after == pytest.approx(10)
+
+
+async def test_ratelimiter_wait_beyond_deadline_rejected_at_once() -> None:
+    limiter = ra.RateLimiter(1, per=10.0, max_wait=60)
+    await limiter.acquire()
+    start = anyio.current_time()
+    with pytest.raises(ra.RateLimitedError), ra.deadline(5):
+        await limiter.acquire()
+    assert anyio.current_time() == start
+
+
+async def test_ratelimiter_acquire_and_try_acquire_tokens() -> None:
+    limiter = ra.RateLimiter(5, max_wait=10)
+    await limiter.acquire(tokens=3)
+    assert limiter.try_acquire(tokens=2)
+    assert not limiter.try_acquire(tokens=1)
+    start = anyio.current_time()
+    await limiter.acquire(tokens=2)  # waits for two tokens at 5 per second
+    assert anyio.current_time() - start == pytest.approx(0.4)
+
+
+def test_sync_ratelimiter_try_acquire() -> None:
+    limiter = rs.RateLimiter(2, per=100.0)
+    assert limiter.try_acquire()
+    assert limiter.try_acquire()
+    assert not limiter.try_acquire()
+    with pytest.raises(ra.RateLimitedError) as info:
+        limiter.acquire()
+    assert info.value.retry_after == pytest.approx(50, abs=1)

@@ -8,7 +8,6 @@ named after the clause it checks.
 from __future__ import annotations
 
 import contextlib
-import functools
 import inspect
 import math
 import random
@@ -122,7 +121,7 @@ async def test_every_policy_rejects_a_sync_callable_with_typeerror_naming_the_tw
 def test_every_sync_policy_rejects_an_async_callable_with_typeerror() -> None:
     for policy in sync_policies():
         coro_fn = ok
-        with pytest.raises(TypeError, match="async|sync"):
+        with pytest.raises(TypeError, match=r"async|sync"):
             policy.call(coro_fn)
 
 
@@ -541,7 +540,8 @@ def test_classification_retry_after_hint() -> None:
     future = time.time() + 120
     date = email.utils.formatdate(future, usegmt=True)
     hint = ra.retry_after(RespError(503, {"Retry-After": date}))
-    assert hint is not None and 100 <= hint <= 121
+    assert hint is not None
+    assert 100 <= hint <= 121
     assert ra.retry_after(ValueError()) is None
     assert ra.retry_after(RespError(503)) is None
 
@@ -603,7 +603,8 @@ def test_context_exception_leaving_block_gets_context_and_one_note() -> None:
     notes = [n for n in getattr(exc, "__notes__", []) if n.startswith("resilient_async context:")]
     assert len(notes) == 1
     # `key=value`: the values are rendered with repr() (so strings show their quotes).
-    assert "user='u1'" in notes[0] and "op='read'" in notes[0]
+    assert "user='u1'" in notes[0]
+    assert "op='read'" in notes[0]
 
 
 def test_context_of_is_none_when_nothing_captured() -> None:
@@ -619,7 +620,8 @@ def test_context_inner_field_is_never_overwritten_by_outer() -> None:
             finally:
                 pass
     ctx = ra.context_of(info.value)
-    assert ctx is not None and ctx["op"] == "inner"
+    assert ctx is not None
+    assert ctx["op"] == "inner"
 
 
 async def test_context_policies_merge_their_fields_and_note_is_kept_up_to_date() -> None:
@@ -636,7 +638,8 @@ async def test_context_policies_merge_their_fields_and_note_is_kept_up_to_date()
     assert "policy" in ctx
     notes = [n for n in getattr(exc, "__notes__", []) if n.startswith("resilient_async context:")]
     assert len(notes) == 1
-    assert "attempt=2" in notes[0] and "user='u1'" in notes[0]
+    assert "attempt=2" in notes[0]
+    assert "user='u1'" in notes[0]
 
 
 async def test_context_breaker_state_and_deadline_remaining_fields() -> None:
@@ -644,11 +647,13 @@ async def test_context_breaker_state_and_deadline_remaining_fields() -> None:
     with pytest.raises(ConnectionError) as info:
         await breaker.call(Script(ConnectionError))
     ctx = ra.context_of(info.value)
-    assert ctx is not None and "breaker_state" in ctx
+    assert ctx is not None
+    assert "breaker_state" in ctx
     with pytest.raises(ra.DeadlineExceeded) as info:
         await ra.Timeout(1).call(anyio.sleep, 5)
     ctx = ra.context_of(info.value)
-    assert ctx is not None and "deadline_remaining" in ctx
+    assert ctx is not None
+    assert "deadline_remaining" in ctx
 
 
 async def test_context_resilience_error_context_attribute() -> None:
@@ -1075,7 +1080,7 @@ def test_breaker_signature_and_defaults() -> None:
     for mod in (ra, rs):
         sig = inspect.signature(mod.CircuitBreaker)
         params = sig.parameters
-        assert list(params)[0] == "name"
+        assert next(iter(params)) == "name"
         assert params["name"].default is None
         expected = {
             "failure_rate": 0.5,
@@ -1091,7 +1096,8 @@ def test_breaker_signature_and_defaults() -> None:
         for key, default in expected.items():
             assert params[key].default == default, key
             assert params[key].kind is inspect.Parameter.KEYWORD_ONLY
-        assert "on" in params and "consecutive_failures" in params
+        assert "on" in params
+        assert "consecutive_failures" in params
 
 
 async def test_breaker_opens_at_failure_rate_over_count_window_with_min_calls() -> None:
@@ -1345,7 +1351,7 @@ def test_sync_breaker_half_open_after_open_for() -> None:
 def test_bulkhead_signature_and_defaults() -> None:
     for mod in (ra, rs):
         params = inspect.signature(mod.Bulkhead).parameters
-        assert list(params)[0] == "max_concurrent"
+        assert next(iter(params)) == "max_concurrent"
         assert params["max_queue"].default == 0
         assert params["max_wait"].default is None
         assert params["name"].default is None
@@ -1411,12 +1417,14 @@ async def test_bulkhead_queue_is_fifo_and_in_use_queued_are_ints() -> None:
             await anyio.sleep(0.01)
         assert bulkhead.in_use == 1
         assert bulkhead.queued == 3
-        assert isinstance(bulkhead.in_use, int) and isinstance(bulkhead.queued, int)
+        assert isinstance(bulkhead.in_use, int)
+        assert isinstance(bulkhead.queued, int)
         with pytest.raises(ra.BulkheadFullError):
             await bulkhead.call(work, 9)
         gate.set()
     assert order == [0, 1, 2, 3]
-    assert bulkhead.in_use == 0 and bulkhead.queued == 0
+    assert bulkhead.in_use == 0
+    assert bulkhead.queued == 0
 
 
 async def test_bulkhead_max_wait_then_bulkhead_full_error() -> None:
@@ -1564,3 +1572,295 @@ def test_sync_ratelimiter_try_acquire() -> None:
     with pytest.raises(ra.RateLimitedError) as info:
         limiter.acquire()
     assert info.value.retry_after == pytest.approx(50, abs=1)
+
+
+# --- Fallback and degradation ----------------------------------------------------------------
+
+
+async def test_fallback_value_served_on_failure() -> None:
+    assert await ra.Fallback(value="cached").call(Script(ConnectionError)) == "cached"
+    assert await ra.Fallback(value="cached").call(ok) == "ok"
+    assert await ra.Fallback(value=None).call(Script(ConnectionError)) is None
+
+
+async def test_fallback_handler_receives_exception_then_call_arguments() -> None:
+    seen: list[Any] = []
+
+    async def handler(exc: BaseException, *args: Any, **kwargs: Any) -> str:
+        seen.append((exc, args, kwargs))
+        await anyio.sleep(0)
+        return "handled"
+
+    boom = ConnectionError("down")
+    fallback = ra.Fallback(handler=handler)
+    assert await fallback.call(Script(boom), 1, 2, k="v") == "handled"
+    assert seen == [(boom, (1, 2), {"k": "v"})]
+
+
+async def test_fallback_default_on_every_exception_except_permanent() -> None:
+    fallback = ra.Fallback(value="fb")
+    for exc in (ConnectionError, RuntimeError, TimeoutError, HTTPish(503)):
+        assert await fallback.call(Script(exc)) == "fb"
+    for exc in (ValueError, KeyError, HTTPish(404)):
+        with pytest.raises(type(exc) if isinstance(exc, BaseException) else exc):
+            await fallback.call(Script(exc))
+
+
+async def test_fallback_never_runs_for_cancellation() -> None:
+    ran = False
+
+    async def handler(exc: BaseException) -> str:
+        nonlocal ran
+        ran = True
+        return "fb"
+
+    with anyio.move_on_after(1) as scope:
+        await ra.Fallback(handler=handler).call(anyio.sleep, 10)
+    assert scope.cancelled_caught
+    assert not ran
+
+
+async def test_fallback_last_good_serves_last_success_per_key_within_ttl() -> None:
+    fallback = ra.Fallback.last_good(10)
+    results: dict[Any, Any] = {}
+
+    async def fetch(x: int, *, scale: int = 1) -> int:
+        await anyio.sleep(0)
+        if results.get("down"):
+            raise ConnectionError("down")
+        return x * scale
+
+    assert await fallback.call(fetch, 2) == 2
+    assert await fallback.call(fetch, 2, scale=3) == 6
+    results["down"] = True
+    assert await fallback.call(fetch, 2) == 2
+    assert await fallback.call(fetch, 2, scale=3) == 6  # keyed on kwargs too
+    with pytest.raises(ConnectionError):
+        await fallback.call(fetch, 5)  # never succeeded for this key
+    await anyio.sleep(11)
+    with pytest.raises(ConnectionError):
+        await fallback.call(fetch, 2)  # older than ttl: the original error
+
+
+async def test_fallback_last_good_custom_key_and_max_entries() -> None:
+    fallback = ra.Fallback.last_good(100, key=lambda x, **kw: x % 2, max_entries=1)
+    state = {"down": False}
+
+    async def fetch(x: int) -> int:
+        await anyio.sleep(0)
+        if state["down"]:
+            raise ConnectionError("down")
+        return x
+
+    assert await fallback.call(fetch, 2) == 2
+    state["down"] = True
+    assert await fallback.call(fetch, 4) == 2  # same key (even)
+    state["down"] = False
+    assert await fallback.call(fetch, 3) == 3  # evicts the even entry (max_entries=1)
+    state["down"] = True
+    with pytest.raises(ConnectionError):
+        await fallback.call(fetch, 2)
+
+
+def test_fallback_last_good_defaults() -> None:
+    params = inspect.signature(ra.Fallback.last_good).parameters
+    assert params["key"].default is None
+    assert params["max_entries"].default == 1024
+
+
+async def test_degraded_true_only_inside_a_fallback() -> None:
+    seen: list[bool] = []
+
+    async def handler(exc: BaseException) -> bool:
+        seen.append(ra.degraded())
+        await anyio.sleep(0)
+        return ra.degraded()
+
+    assert ra.degraded() is False
+    assert await ra.Fallback(handler=handler).call(Script(ConnectionError)) is True
+    assert seen == [True]
+    assert ra.degraded() is False
+
+
+def test_sync_fallback_value_handler_and_last_good() -> None:
+    assert rs.Fallback(value=1).call(SyncScript(ConnectionError)) == 1
+
+    def handler(exc: BaseException, x: int) -> int:
+        assert ra.degraded()
+        return -x
+
+    assert rs.Fallback(handler=handler).call(SyncScript(ConnectionError), 4) == -4
+    fb = rs.Fallback.last_good(60)
+    assert fb.call(SyncScript(7), 1) == 7
+    assert fb.call(SyncScript(ConnectionError), 1) == 7
+    with pytest.raises(ValueError):
+        rs.Fallback(value=1).call(SyncScript(ValueError))
+
+
+# --- Hedge -----------------------------------------------------------------------------------
+
+
+def test_hedge_signature_and_defaults() -> None:
+    params = inspect.signature(ra.Hedge).parameters
+    assert next(iter(params)) == "delay"
+    assert params["max_attempts"].default == 2
+
+
+async def test_hedge_starts_another_attempt_after_delay_first_success_wins() -> None:
+    started: list[float] = []
+    cancelled: list[int] = []
+    durations = [10.0, 1.0]
+
+    async def attempt() -> int:
+        i = len(started)
+        started.append(anyio.current_time())
+        try:
+            await anyio.sleep(durations[i])
+        except BaseException:
+            cancelled.append(i)
+            raise
+        return i
+
+    start = anyio.current_time()
+    assert await ra.Hedge(2).call(attempt) == 1
+    assert [t - start for t in started] == pytest.approx([0, 2])
+    assert anyio.current_time() - start == pytest.approx(3)
+    assert cancelled == [0]  # the loser was cancelled and awaited before the call returned
+
+
+async def test_hedge_fast_first_attempt_starts_no_other() -> None:
+    script = Script("ok")
+    assert await ra.Hedge(2, max_attempts=3).call(script) == "ok"
+    assert script.calls == 1
+
+
+async def test_hedge_max_attempts_bounds_attempts() -> None:
+    calls = 0
+
+    async def slow() -> None:
+        nonlocal calls
+        calls += 1
+        await anyio.sleep(100)
+
+    with anyio.move_on_after(50):
+        await ra.Hedge(1, max_attempts=3).call(slow)
+    assert calls == 3
+
+
+async def test_hedge_failure_matched_by_on_starts_next_attempt_at_once() -> None:
+    start = anyio.current_time()
+    script = Script(ConnectionError, "ok")
+    assert await ra.Hedge(5).call(script) == "ok"
+    assert anyio.current_time() - start < 0.01
+
+
+async def test_hedge_every_attempt_fails_last_to_fail_propagates() -> None:
+    first = ConnectionError("first")
+    second = ConnectionError("second")
+
+    async def attempt(i: list[int]) -> None:
+        i[0] += 1
+        if i[0] == 1:
+            await anyio.sleep(3)  # the first one fails last
+            raise first
+        await anyio.sleep(0)
+        raise second
+
+    with pytest.raises(ConnectionError) as info:
+        await ra.Hedge(1).call(attempt, [0])
+    assert info.value is first
+
+
+async def test_hedge_each_attempt_runs_in_its_own_context_copy() -> None:
+    import contextvars
+
+    var: contextvars.ContextVar[int] = contextvars.ContextVar("var", default=0)
+    seen: list[int] = []
+
+    async def attempt() -> int:
+        seen.append(var.get())
+        var.set(len(seen))
+        await anyio.sleep(10 if len(seen) == 1 else 1)
+        return var.get()
+
+    var.set(100)
+    with ra.error_context(req="r"):
+        assert await ra.Hedge(1).call(attempt) == 2
+    assert seen == [100, 100]
+    assert var.get() == 100
+
+
+def test_hedge_is_async_only() -> None:
+    assert not hasattr(rs, "Hedge")
+
+
+# --- Pipeline --------------------------------------------------------------------------------
+
+
+async def test_pipeline_outermost_first() -> None:
+    breaker = ra.CircuitBreaker(consecutive_failures=2, open_for=30)
+    guarded = ra.pipeline(
+        ra.Fallback(value="fb"),
+        ra.Retry(attempts=3, backoff=ra.backoff.constant(0)),
+        breaker,
+        ra.Bulkhead(2),
+        ra.Timeout(2),
+    )
+    script = Script(ConnectionError)
+    # Retry is inside Fallback: 2 real attempts open the breaker, the third is rejected
+    # and the retry stops; the fallback then serves its value.
+    assert await guarded.call(script) == "fb"
+    assert script.calls == 2
+    assert breaker.state is ra.BreakerState.OPEN
+    start = anyio.current_time()
+
+    async def slow() -> str:
+        await anyio.sleep(10)
+        return "late"
+
+    breaker.reset()
+    # Timeout is innermost: it bounds each attempt; the fallback catches the final timeout.
+    assert await guarded.call(slow) == "fb"
+    assert anyio.current_time() - start == pytest.approx(4)  # two 2 s attempts, then open
+
+
+async def test_pipeline_order_matters_timeout_outside_retry_bounds_the_loop() -> None:
+    outer = ra.pipeline(ra.Timeout(3), ra.Retry(attempts=5, backoff=ra.backoff.constant(0)))
+    start = anyio.current_time()
+    with pytest.raises(ra.DeadlineExceeded):
+        await outer.call(anyio.sleep, 2 + 100)
+    assert anyio.current_time() - start == pytest.approx(3)
+
+
+async def test_pipeline_is_a_policy_decorator_and_call() -> None:
+    guarded = ra.pipeline(ra.Retry(attempts=2, backoff=ra.backoff.constant(0)), ra.Timeout(1))
+
+    @guarded
+    async def fetch(x: int) -> int:
+        """Doc."""
+        await anyio.sleep(0)
+        return x
+
+    assert await fetch(3) == 3
+    assert fetch.__name__ == "fetch"
+    assert fetch.__doc__ == "Doc."
+    assert await guarded.call(fetch, 4) == 4
+    assert inspect.signature(fetch) == inspect.signature(fetch.__wrapped__)
+
+
+def test_sync_pipeline_outermost_first() -> None:
+    breaker = rs.CircuitBreaker(consecutive_failures=2)
+    guarded = rs.pipeline(
+        rs.Fallback(value="fb"), rs.Retry(attempts=3, backoff=ra.backoff.constant(0)), breaker
+    )
+    script = SyncScript(ConnectionError)
+    assert guarded.call(script) == "fb"
+    assert script.calls == 2
+
+    @guarded
+    def fetch() -> str:
+        return "ok"
+
+    assert fetch() == "fb"  # the breaker is open: the fallback answers
+    breaker.reset()
+    assert fetch() == "ok"

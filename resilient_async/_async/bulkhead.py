@@ -139,7 +139,9 @@ class Bulkhead(Policy):
         if queue not in QUEUE_DISCIPLINES:
             raise ValueError(f"queue must be 'fifo' or 'codel', got {queue!r}")
         self._queue = queue
-        self._codel_target = check_positive(seconds_of(codel_target, "codel_target"), "codel_target")
+        self._codel_target = check_positive(
+            seconds_of(codel_target, "codel_target"), "codel_target"
+        )
         self._codel_interval = check_positive(
             seconds_of(codel_interval, "codel_interval"), "codel_interval"
         )

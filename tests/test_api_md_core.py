@@ -232,6 +232,7 @@ def test_every_policy_invalid_configuration_names_parameter_and_range(mod: Any) 
         with pytest.raises((ValueError, TypeError)) as info:
             build()
         assert needle in str(info.value), (needle, str(info.value))
+        assert "must" in str(info.value), str(info.value)  # states the accepted range
     with pytest.raises(ValueError, match="jitter"):
         ra.backoff.exponential(jitter="bogus")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="ratio"):
@@ -1864,3 +1865,160 @@ def test_sync_pipeline_outermost_first() -> None:
     assert fetch() == "fb"  # the breaker is open: the fallback answers
     breaker.reset()
     assert fetch() == "ok"
+
+
+# --- Further clauses -------------------------------------------------------------------------
+
+
+async def test_policy_is_reusable_and_shared_between_concurrent_tasks() -> None:
+    retry = ra.Retry(attempts=3, backoff=ra.backoff.constant(1))
+    results: list[object] = []
+
+    async def run(script: Script) -> None:
+        try:
+            results.append(await retry.call(script))
+        except ConnectionError as exc:
+            results.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run, Script("a"))
+        tg.start_soon(run, Script(ConnectionError, "b"))
+        tg.start_soon(run, Script(ConnectionError, ConnectionError, "c"))
+        tg.start_soon(run, Script(ConnectionError))
+    assert sorted(r for r in results if isinstance(r, str)) == ["a", "b", "c"]
+    assert sum(isinstance(r, ConnectionError) for r in results) == 1
+    snap = retry.metrics()
+    assert snap.calls == 4
+    assert snap.attempts == 1 + 2 + 3 + 3
+
+
+async def test_breaker_forced_open_rejection_retry_after_is_none() -> None:
+    breaker = ra.CircuitBreaker("b")
+    breaker.force_open()
+    with pytest.raises(ra.CircuitOpenError) as info:
+        await breaker.call(ok)
+    assert info.value.retry_after is None
+
+
+async def test_breaker_same_shared_store_and_name_share_state() -> None:
+    store = ra.stores.MemoryStore()
+    a = ra.CircuitBreaker("dep", consecutive_failures=1, store=store)
+    b = ra.CircuitBreaker("dep", consecutive_failures=1, store=store)
+    other = ra.CircuitBreaker("other", consecutive_failures=1, store=store)
+    with pytest.raises(ConnectionError):
+        await a.call(Script(ConnectionError))
+    assert b.state is ra.BreakerState.OPEN
+    assert other.state is ra.BreakerState.CLOSED
+    with pytest.raises(ra.CircuitOpenError):
+        await b.call(ok)
+
+
+async def test_bulkhead_adaptive_grows_while_latency_stays_at_no_load_level() -> None:
+    bulkhead = ra.Bulkhead.adaptive(initial=4, algorithm="aimd", max_limit=50)
+
+    async def steady() -> None:
+        await anyio.sleep(0.01)
+
+    for _ in range(30):
+        async with anyio.create_task_group() as tg:
+            for _ in range(bulkhead.limit):
+                tg.start_soon(bulkhead.call, steady)
+    assert bulkhead.limit > 4
+
+
+async def test_bulkhead_codel_sheds_long_waiters_under_a_standing_queue() -> None:
+    bulkhead = ra.Bulkhead(1, max_queue=100, queue="codel", codel_target=0.005, codel_interval=0.1)
+    outcomes: list[str] = []
+
+    async def work() -> None:
+        await anyio.sleep(0.05)
+
+    async def caller() -> None:
+        try:
+            await bulkhead.call(work)
+            outcomes.append("ran")
+        except ra.BulkheadFullError:
+            outcomes.append("shed")
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(40):
+            tg.start_soon(caller)
+    # FIFO would run all 40 (2 s of queueing); CoDel sheds those that waited past the interval.
+    assert "shed" in outcomes
+    assert "ran" in outcomes
+
+
+def test_sync_retry_defaults_and_timeout() -> None:
+    script = SyncScript(ConnectionError, "ok")
+    assert rs.Retry(backoff=ra.backoff.constant(0)).call(script) == "ok"
+    script = SyncScript(ValueError, "ok")
+    with pytest.raises(ValueError):
+        rs.Retry().call(script)
+    assert script.calls == 1
+    # A wait that would cross the loop's timeout re-raises the last error at once.
+    script = SyncScript(ConnectionError)
+    start = time.monotonic()
+    with pytest.raises(ConnectionError):
+        rs.Retry(attempts=5, timeout=30, backoff=ra.backoff.constant(60)).call(script)
+    assert script.calls == 1
+    assert time.monotonic() - start < 20
+    on_result = rs.Retry(attempts=2, backoff=ra.backoff.constant(0), on_result=lambda r: r == 0)
+    assert on_result.call(SyncScript(0, 1)) == 1
+    assert on_result.call(SyncScript(0)) == 0
+
+
+def test_sync_guarded_call_started_after_the_deadline_raises_at_once() -> None:
+    with rs.deadline(0.01):
+        time.sleep(0.05)  # a blocking call is never interrupted
+        with pytest.raises(ra.DeadlineExceeded):
+            rs.Bulkhead(1).call(sync_ok)
+
+
+@pytest.mark.parametrize("mod", [ra, rs], ids=["async", "sync"])
+def test_breaker_valid_ranges_edges(mod: Any) -> None:
+    # Accepted edges of the documented ranges.
+    mod.CircuitBreaker(failure_rate=1.0, slow_call_rate=1.0, min_calls=0, open_for=0)
+    mod.CircuitBreaker(window=1)
+    mod.CircuitBreaker(window=0.5, window_type="time")
+    mod.CircuitBreaker(half_open_calls=1)
+    # Rejected: a non-integer count window, a time window <= 0.
+    with pytest.raises((ValueError, TypeError), match="window"):
+        mod.CircuitBreaker(window=1.5)
+    with pytest.raises((ValueError, TypeError), match="window"):
+        mod.CircuitBreaker(window=0, window_type="time")
+    with pytest.raises((ValueError, TypeError), match="slow_call_rate"):
+        mod.CircuitBreaker(slow_call_rate=1.01)
+
+
+async def test_retry_timeout_expiry_during_attempt_reports_the_timeout() -> None:
+    with pytest.raises(ra.DeadlineExceeded) as info:
+        await ra.Retry(attempts=5, timeout=timedelta(seconds=3)).call(anyio.sleep, 100)
+    assert info.value.timeout == pytest.approx(3)
+
+
+async def test_retry_budget_counts_every_retry_invocation_as_a_call() -> None:
+    budget = ra.RetryBudget(ratio=0.2, min_per_second=0.0, ttl=10)
+    retry = ra.Retry(attempts=10, budget=budget, backoff=ra.backoff.constant(0))
+    for _ in range(10):
+        await retry.call(ok)  # 10 first attempts, no retries
+    script = Script(ConnectionError)
+    with pytest.raises(ConnectionError):
+        await retry.call(script)  # 11 calls: retries allowed <= 0.2 * 11 = 2.2
+    assert script.calls == 3
+    assert retry.metrics().budget_refusals == 1
+
+
+async def test_breaker_half_open_closes_only_when_all_probes_succeed() -> None:
+    breaker = ra.CircuitBreaker(consecutive_failures=1, open_for=5, half_open_calls=2)
+    with pytest.raises(ConnectionError):
+        await breaker.call(Script(ConnectionError))
+    await anyio.sleep(5)
+    assert await breaker.call(ok) == "ok"
+    assert breaker.state is ra.BreakerState.HALF_OPEN
+    with pytest.raises(ConnectionError):
+        await breaker.call(Script(ConnectionError))
+    assert breaker.state is ra.BreakerState.OPEN
+    await anyio.sleep(5)
+    await breaker.call(ok)
+    await breaker.call(ok)
+    assert breaker.state is ra.BreakerState.CLOSED

@@ -2022,3 +2022,34 @@ async def test_breaker_half_open_closes_only_when_all_probes_succeed() -> None:
     await breaker.call(ok)
     await breaker.call(ok)
     assert breaker.state is ra.BreakerState.CLOSED
+
+
+async def test_context_field_closer_to_raise_site_wins_over_outer_policy() -> None:
+    inner = ra.Retry(attempts=2, backoff=ra.backoff.constant(0), name="inner")
+    outer = ra.Retry(attempts=1, name="outer")
+    with pytest.raises(ConnectionError) as info:
+        with ra.error_context(policy="block"):
+            await outer.call(inner.call, Script(ConnectionError))
+    ctx = ra.context_of(info.value)
+    assert ctx is not None
+    assert ctx["policy"] == "inner"
+    assert ctx["attempt"] == 2
+    notes = [
+        n for n in getattr(info.value, "__notes__", []) if n.startswith("resilient_async context:")
+    ]
+    assert len(notes) == 1
+
+
+async def test_every_policy_sync_callable_is_not_retried() -> None:
+    calls = 0
+
+    def plain() -> str:
+        nonlocal calls
+        calls += 1
+        return "x"
+
+    with pytest.raises(TypeError, match=r"resilient_async\.sync"):
+        await ra.Retry(attempts=5).call(plain)
+    assert calls <= 1
+    with pytest.raises(TypeError, match=r"resilient_async\.sync"):
+        ra.Retry()(plain)  # decorating a sync function is refused at decoration time

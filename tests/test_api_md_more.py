@@ -2299,3 +2299,36 @@ def test_pytest_plugin_fixtures_with_pytest_asyncio(pytester: pytest.Pytester) -
         "no:cacheprovider",
     )
     result.assert_outcomes(passed=2)
+
+
+@pytest.mark.real_time
+def test_sync_timeout_as_a_context_manager_reports_the_overrun() -> None:
+    recorder = Recorder()
+    with hooks(recorder), rs.Timeout(0.05):
+        time.sleep(0.2)
+    assert len(recorder.of("timeout.overrun")) == 1
+
+
+@pytest.mark.real_time
+def test_sync_retry_started_after_the_deadline_raises_deadline_exceeded_without_a_call() -> None:
+    calls: list[int] = []
+    with rs.deadline(0.01):
+        time.sleep(0.1)
+        with pytest.raises(ra.DeadlineExceeded):
+            rs.Retry().call(calls.append, 1)
+    assert calls == []
+
+
+async def test_supervisor_max_restarts_zero_gives_up_at_the_first_crash() -> None:
+    crashing = Child(crashes=10)
+    with pytest.raises(ra.SupervisorGaveUp) as info:
+        async with ra.Supervisor(max_restarts=0) as sup:
+            sup.start_soon(crashing)
+    assert crashing.starts == 1
+    assert [str(e) for e in info.value.exceptions] == ["crash 1"]
+
+
+async def test_deadline_middleware_zero_header_is_an_expired_deadline() -> None:
+    async with _asgi_client() as client:
+        response = await client.get("/slow", headers={"x-request-timeout-ms": "0"})
+    assert response.status_code == 504

@@ -17,23 +17,37 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
         "demo",
-        help="send one workload to a failing dependency, unprotected and through a pipeline",
-        description="Send one workload to a simulated dependency that turns flaky, slow, then "
-        "down, from two groups of clients: unprotected, and through a resilient_async "
-        "pipeline. A live view shows both sides while it runs; a final report explains what "
-        "the library did.",
+        help="watch the library work: a failing dependency, a supervised pool, or a saga",
+        description="By default, send one workload to a simulated dependency that turns "
+        "flaky, slow, then down, from two groups of clients: unprotected, and through a "
+        "resilient_async pipeline. A live view shows both sides while it runs; a final report "
+        "explains what the library did. --scenario picks another story. With --virtual-time, "
+        "a seed gives the same figures on every run.",
     )
     demo.add_argument(
         "--scenario",
-        choices=["pipeline", "supervision"],
+        choices=["pipeline", "supervision", "saga"],
         default="pipeline",
         help="pipeline: a failing dependency, unprotected and guarded (default); "
-        "supervision: a supervised worker pool whose workers crash and come back",
+        "supervision: a supervised worker pool whose workers crash and come back; "
+        "saga: orders rolled back by their compensations, and a crash recovered",
     )
     demo.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
-    demo.add_argument("--seconds", type=float, default=30.0, help="length of the run (default 30)")
-    demo.add_argument("--seed", type=int, default=7, help="seed of the simulated faults")
-    demo.add_argument("--clients", type=int, default=40, help="concurrent clients per side")
+    demo.add_argument(
+        "--seconds",
+        type=float,
+        default=30.0,
+        help="length of the run (default 30; not used by saga)",
+    )
+    demo.add_argument(
+        "--seed",
+        type=int,
+        default=7,
+        help="seed of every random choice: faults, durations, retry jitter (default 7)",
+    )
+    demo.add_argument(
+        "--clients", type=int, default=40, help="concurrent clients per side (pipeline only)"
+    )
     demo.add_argument("--quiet", action="store_true", help="print the final report only")
     demo.add_argument(
         "--virtual-time",
@@ -67,6 +81,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seconds must be > 0 and --clients >= 1")
     if args.backend == "trio" and not _importable("trio"):
         parser.error("--backend trio needs trio: pip install 'resilient-async[trio]'")
+    if args.scenario == "saga":
+        from ._demo_saga import run_saga_demo
+
+        print(
+            run_saga_demo(
+                backend=args.backend,
+                seed=args.seed,
+                progress=None if args.quiet else sys.stdout,
+                virtual_time=args.virtual_time,
+            )
+        )
+        return 0
     if args.scenario == "supervision":
         from ._demo_supervision import run_supervision_demo
 

@@ -26,6 +26,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -41,7 +42,7 @@ from .classify import ErrorClass
 from .hedging import Hedge
 from .instrumentation import Event, hooks
 
-__all__ = ["demo_scenario", "run_demo"]
+__all__ = ["SeededBackoff", "demo_scenario", "run_demo"]
 
 # (name, share of the run, what the dependency does then)
 PHASES = (
@@ -60,11 +61,33 @@ HEDGE_DELAY = 0.1
 THINK = 0.05  # each client's pause between two requests
 
 
+class RequestRandom(random.Random):
+    """Random draws from the current request's own generator, so that a seed gives one run.
+
+    Concurrent requests finish in an order the event loop chooses (trio shuffles it on
+    purpose; asyncio cancels a task group's tasks in set order); one generator shared by
+    all of them would hand each call a draw that depends on that order. Each request
+    instead gets a generator seeded by its client and its number (see `_client`), and
+    every draw made for it (its attempts' fates, its retries' jitter) comes from that one.
+    """
+
+    def __init__(self, fallback_seed: int) -> None:
+        super().__init__(fallback_seed)
+
+    def random(self) -> float:
+        """Draw from the current request's generator (this one outside a request)."""
+        current = _REQUEST_RNG.get()
+        return super().random() if current is None else current.random()
+
+
+_REQUEST_RNG: ContextVar[random.Random | None] = ContextVar("demo_request_rng", default=None)
+
+
 class Dependency:
     """A simulated remote service whose behaviour follows the phase of the run."""
 
     def __init__(self, seed: int, started: float, seconds: float) -> None:
-        self._rng = random.Random(seed)
+        self._rng = RequestRandom(seed)
         self._started = started
         self._seconds = seconds
         self.calls: Counter[str] = Counter()
@@ -93,6 +116,29 @@ class Dependency:
             latency = math.inf  # hangs until the caller gives up
         await anyio.sleep(latency)
         return f"item-{item}"
+
+
+class SeededBackoff(backoff.Backoff):
+    """A schedule whose jitter comes from the demo's seeded generator, so runs repeat.
+
+    `Retry` draws jitter from a process-wide generator; the demo wants the same figures for
+    the same `--seed`, so it hands its own.
+    """
+
+    __slots__ = ("_inner", "_rng")
+
+    def __init__(self, inner: backoff.Backoff, rng: random.Random) -> None:
+        self._inner = inner
+        self._rng = rng
+
+    @property
+    def max(self) -> float | None:
+        """The wrapped schedule's cap."""
+        return self._inner.max
+
+    def delay(self, attempt: int, previous: float, rng: random.Random) -> float:
+        """Return the wrapped schedule's delay, drawn from the seeded generator."""
+        return self._inner.delay(attempt, previous, self._rng)
 
 
 def phase_at(share: float) -> str:
@@ -191,9 +237,13 @@ async def _client(
     until: float,
 ) -> None:
     rng = random.Random(seed)
+    number = 0
     while anyio.current_time() < until:
         item = rng.randrange(50)
         start = anyio.current_time()
+        number += 1
+        # String seeds are hashed the same way in every process, whatever PYTHONHASHSEED.
+        _REQUEST_RNG.set(random.Random(f"{seed}/{number}"))
         try:
             outcome = await call(item)
         except Exception:
@@ -203,8 +253,11 @@ async def _client(
         await anyio.sleep(THINK)
 
 
-def build_pipeline(seconds: float) -> tuple[Pipeline, CircuitBreaker]:
-    """Build the guarded side's pipeline; its time scales follow the length of the run."""
+def build_pipeline(seconds: float, seed: int = 7) -> tuple[Pipeline, CircuitBreaker]:
+    """Build the guarded side's pipeline; its time scales follow the length of the run.
+
+    `seed` seeds the retry's jitter, so that a run repeats for a seed.
+    """
     breaker = CircuitBreaker(
         "dependency",
         failure_rate=0.5,
@@ -222,7 +275,7 @@ def build_pipeline(seconds: float) -> tuple[Pipeline, CircuitBreaker]:
             attempts=3,
             # An open breaker (THROTTLED) is not retried: the fallbacks answer at once.
             on={ErrorClass.TRANSIENT, ErrorClass.TIMEOUT},
-            backoff=backoff.exponential(0.01, max=0.1),
+            backoff=SeededBackoff(backoff.exponential(0.01, max=0.1), RequestRandom(seed)),
             budget=RetryBudget(ratio=0.5, min_per_second=10.0, ttl=5.0),
             name="retry",
         ),
@@ -259,7 +312,7 @@ async def demo_scenario(
     guarded_dependency = Dependency(seed, started, seconds)
     plain, guarded = Side("unprotected"), Side("resilient_async")
     actions = Actions()
-    guarded_pipeline, breaker = build_pipeline(seconds)
+    guarded_pipeline, breaker = build_pipeline(seconds, seed)
 
     def watch(event: Event) -> None:
         phase = guarded_dependency.phase()

@@ -1,11 +1,12 @@
 """The supervision demo: a pool of workers under a Supervisor, crashing and coming back.
 
-Three workers take jobs from a queue. Now and then a job is malformed and the worker that
-took it crashes; the supervisor restarts that worker alone (one_for_one) after a short
-backoff, and the pool keeps draining the queue. Near the end the database behind the jobs
-goes away: every job crashes its worker, more than `max_restarts` crashes fall within the
-window, and the supervisor cancels the pool and gives up with `SupervisorGaveUp`, as an
-operator would want rather than a restart loop that never ends.
+Three workers take jobs from their queues (dealt round robin). Now and then a job is
+malformed and the worker that took it crashes; the supervisor restarts that worker alone
+(one_for_one) after a short backoff, and the pool keeps draining the queues. Near the end
+the database behind the jobs goes away: every job crashes its worker, more than
+`max_restarts` crashes fall within the window, and the supervisor cancels the pool and gives
+up with `SupervisorGaveUp`, as an operator would want rather than a restart loop that never
+ends.
 
 Each crash is printed as it happens (from the supervisor's events), and the run ends with
 a table per worker.
@@ -17,6 +18,7 @@ import logging
 import math
 import random
 from collections import Counter
+from contextlib import AsyncExitStack
 from typing import IO, Any
 
 import anyio
@@ -33,7 +35,7 @@ __all__ = ["run_supervision_demo", "supervision_scenario"]
 WORKERS = 3
 MAX_RESTARTS = 5
 WITHIN = 10.0
-MALFORMED_EVERY = 150  # every 150th job (about one every 4 s) crashes its worker
+MALFORMED_EVERY = 149  # every 149th job (about one every 4 s) crashes its worker
 OUTAGE_SHARE = 0.2  # the last fifth of the run: the database is gone
 
 
@@ -43,7 +45,6 @@ class MalformedJob(ValueError):
 
 async def supervision_scenario(seconds: float, seed: int, progress: IO[str] | None) -> str:
     """Run the worker pool on the running loop and return the final table."""
-    rng = random.Random(seed)
     started = anyio.current_time()
     outage_at = started + seconds * (1 - OUTAGE_SHARE)
     done: Counter[str] = Counter()
@@ -67,14 +68,17 @@ async def supervision_scenario(seconds: float, seed: int, progress: IO[str] | No
 
     async def worker(name: str, jobs: ObjectReceiveStream[int]) -> None:
         async for job in jobs:
-            await anyio.sleep(rng.uniform(0.02, 0.06))
+            # Each job's duration comes from the seed and the job alone: the order in which
+            # the loop wakes the workers (trio shuffles it) cannot change the figures.
+            await anyio.sleep(random.Random(f"{seed}/{job}").uniform(0.02, 0.06))
             if anyio.current_time() >= outage_at:
                 raise ConnectionRefusedError(f"database refused job {job}")
             if job % MALFORMED_EVERY == 0:
                 raise MalformedJob(f"job {job} is malformed")
             done[name] += 1
 
-    send, receive = anyio.create_memory_object_stream[int](100)
+    # One queue per worker, dealt round robin, so that a seed gives one run (see above).
+    streams = [anyio.create_memory_object_stream[int](100) for _ in range(WORKERS)]
     supervisor = Supervisor(
         strategy="one_for_one",
         max_restarts=MAX_RESTARTS,
@@ -86,11 +90,11 @@ async def supervision_scenario(seconds: float, seed: int, progress: IO[str] | No
     outcome = "the queue was drained: every worker finished"
     with hooks(watch):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_produce, send, seconds)
+            tg.start_soon(_produce, [send for send, _ in streams], seconds)
             try:
                 async with supervisor:
-                    for number in range(1, WORKERS + 1):
-                        # transient: a worker that returns (the queue is closed) is done.
+                    for number, (_, receive) in enumerate(streams, start=1):
+                        # transient: a worker that returns (its queue is closed) is done.
                         name = f"worker-{number}"
                         supervisor.start_soon(worker, name, receive, name=name, restart="transient")
             except SupervisorGaveUp as exc:
@@ -99,7 +103,8 @@ async def supervision_scenario(seconds: float, seed: int, progress: IO[str] | No
                     f"SupervisorGaveUp with {len(exc.exceptions)} crashes ({', '.join(kinds)})"
                 )
             finally:
-                receive.close()
+                for _, receive in streams:
+                    receive.close()
             tg.cancel_scope.cancel()
     crashes = sum(1 for line in lines if " crashed: " in line)
     table = [
@@ -116,10 +121,12 @@ async def supervision_scenario(seconds: float, seed: int, progress: IO[str] | No
     return "\n".join(table)
 
 
-async def _produce(send: MemoryObjectSendStream[int], seconds: float) -> None:
-    async with send:
+async def _produce(queues: list[MemoryObjectSendStream[int]], seconds: float) -> None:
+    async with AsyncExitStack() as stack:
+        for queue in queues:
+            await stack.enter_async_context(queue)
         for job in range(1, math.ceil(seconds * 40) + 1):
-            await send.send(job)
+            await queues[job % len(queues)].send(job)
             await anyio.sleep(1 / 40)
 
 

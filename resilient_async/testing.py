@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import functools
+import inspect
 import math
 import random
 import selectors
@@ -239,12 +240,16 @@ def faults(
     Raises:
         ValueError: A rate is outside [0, 1], `latency` is negative, `errors` is empty, or
             `script` is combined with random-mode settings.
-        TypeError: `errors` or `script` holds something else than the kinds above.
+        TypeError: `fn` is not an async callable, or `errors` or `script` holds something
+            else than the kinds above.
 
     Example:
         >>> flaky = faults(fetch, error_rate=0.2, latency=0.5, latency_rate=0.1, seed=7)
         >>> scripted = faults(fetch, script=[ConnectionError, 2.0, None])
     """
+    if not callable(fn) or (inspect.isfunction(fn) and not inspect.iscoroutinefunction(fn)):
+        # Caught here rather than at the first call, where it would read as an injected fault.
+        raise TypeError(f"fn must be an async callable, got {fn!r}")
     for name, rate in (
         ("error_rate", error_rate),
         ("latency_rate", latency_rate),
@@ -262,7 +267,7 @@ def faults(
         return _scripted(fn, steps)
     if not errors:
         raise ValueError("errors must hold at least one exception class or instance")
-    choices = [_check_outcome(e) for e in errors]
+    choices = [_check_error(e) for e in errors]
     rng = random.Random(seed)
 
     @functools.wraps(fn)
@@ -272,7 +277,7 @@ def faults(
         if latency_rate and rng.random() < latency_rate:
             await anyio.sleep(low if low == high else rng.uniform(low, high))
         if error_rate and rng.random() < error_rate:
-            raise _fresh(rng.choice(choices))  # type: ignore[arg-type]
+            raise _fresh(rng.choice(choices))
         return await fn(*args, **kwargs)
 
     return faulty
@@ -285,6 +290,14 @@ def _latency_range(latency: float | tuple[float, float] | None) -> tuple[float, 
     if not 0.0 <= low <= high:
         raise ValueError(f"latency must be >= 0 (or a range low <= high), got {latency!r}")
     return float(low), float(high)
+
+
+def _check_error(error: object) -> BaseException | type[BaseException]:
+    if isinstance(error, BaseException) or (
+        isinstance(error, type) and issubclass(error, BaseException)
+    ):
+        return error
+    raise TypeError(f"errors must hold exception classes or instances, got {error!r}")
 
 
 def _check_outcome(step: object) -> Outcome:
@@ -306,6 +319,9 @@ def _fresh(error: BaseException | type[BaseException]) -> BaseException:
 
 def _scripted(fn: Callable[P, Awaitable[T]], steps: list[Outcome]) -> Callable[P, Awaitable[T]]:
     calls = 0
+    # An instance the script names is raised as itself (a test may check `exc is scripted`);
+    # only when the script names it again is a copy raised, so no instance is raised twice.
+    raised: set[int] = set()
 
     @functools.wraps(fn)
     async def scripted(*args: P.args, **kwargs: P.kwargs) -> T:
@@ -314,6 +330,9 @@ def _scripted(fn: Callable[P, Awaitable[T]], steps: list[Outcome]) -> Callable[P
         calls += 1
         if isinstance(step, float):
             await anyio.sleep(step)
+        elif isinstance(step, BaseException) and id(step) not in raised:
+            raised.add(id(step))
+            raise step
         elif step is not None:
             raise _fresh(step)
         return await fn(*args, **kwargs)

@@ -22,7 +22,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, NoReturn, ParamSpec, Protocol, TypeVar
 
 from .._core.bulkhead import QUEUE_DISCIPLINES, BulkheadLedger, BulkheadMetrics, CoDelLedger
-from .._core.checks import check_hooks, check_int, check_name, check_positive, check_seconds
+from .._core.checks import (
+    check_hooks,
+    check_int,
+    check_name,
+    check_positive,
+    check_seconds,
+    seconds_of,
+)
 from ..context import PreparedFields, attach_context
 from ..errors import BulkheadFullError
 from ..instrumentation import Hook, emit_to
@@ -116,8 +123,8 @@ class Bulkhead(Policy):
         name: str | None = None,
         hooks: Iterable[Hook] = (),
         queue: str = "fifo",
-        codel_target: float = 0.005,
-        codel_interval: float = 0.1,
+        codel_target: float | timedelta = 0.005,
+        codel_interval: float | timedelta = 0.1,
     ) -> None:
         self._max_concurrent = check_int(max_concurrent, "max_concurrent", 1)
         self._max_queue = check_int(max_queue, "max_queue", 0)
@@ -132,8 +139,12 @@ class Bulkhead(Policy):
         if queue not in QUEUE_DISCIPLINES:
             raise ValueError(f"queue must be 'fifo' or 'codel', got {queue!r}")
         self._queue = queue
-        self._codel_target = check_positive(codel_target, "codel_target")
-        self._codel_interval = check_positive(codel_interval, "codel_interval")
+        self._codel_target = check_positive(
+            seconds_of(codel_target, "codel_target"), "codel_target"
+        )
+        self._codel_interval = check_positive(
+            seconds_of(codel_interval, "codel_interval"), "codel_interval"
+        )
         self._wait_limit = math.inf if self._max_wait is None else self._max_wait
         self._codel: CoDelLedger[_Wakeable] | None = None
         self._ledger: BulkheadLedger[_Wakeable]
@@ -315,8 +326,8 @@ class Bulkhead(Policy):
         name: str | None = None,
         hooks: Iterable[Hook] = (),
         queue: str = "fifo",
-        codel_target: float = 0.005,
-        codel_interval: float = 0.1,
+        codel_target: float | timedelta = 0.005,
+        codel_interval: float | timedelta = 0.1,
     ) -> AdaptiveBulkhead:
         """Build a bulkhead whose limit follows the dependency's measured latency.
 

@@ -12,11 +12,11 @@ import inspect  # unasync: remove
 import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Iterable
-from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, cast
 
 from .._core.checks import check_hooks, check_int, check_name, check_period
+from .._degradation import DEGRADED, degraded
 from ..classify import DEFAULT, DefaultType, ErrorClass, OnSpec, classify, compile_on
 from ..context import attach_context
 from ..instrumentation import Hook, emit_to
@@ -29,17 +29,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 R = TypeVar("R")
 
-_degraded: ContextVar[bool] = ContextVar("resilient_async.degraded", default=False)
 _NOT_GIVEN: Any = object()
-
-
-def degraded() -> bool:
-    """Return True inside a fallback handler and anything it calls.
-
-    Downstream code can use it to shed optional work (skip a recommendation call, serve a
-    smaller page) when it already runs as a fallback.
-    """
-    return _degraded.get()
 
 
 def _not_permanent(exc: BaseException) -> bool:
@@ -194,7 +184,7 @@ class Fallback(Policy, Generic[R]):
         self, exc: Exception, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> object:
         assert self._handler is not None
-        token = _degraded.set(True)
+        token = DEGRADED.set(True)
         try:
             answer = self._handler(exc, *args, **kwargs)
             # unasync: begin-remove
@@ -207,7 +197,7 @@ class Fallback(Policy, Generic[R]):
             attach_context(failed, {"policy": self._name or "Fallback", "fallback": "failed"})
             raise
         finally:
-            _degraded.reset(token)
+            DEGRADED.reset(token)
 
     def _serve_last_good(
         self,

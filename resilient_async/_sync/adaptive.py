@@ -81,8 +81,8 @@ class AdaptiveBulkhead(Bulkhead):
         name: str | None = None,
         hooks: Iterable[Hook] = (),
         queue: str = "fifo",
-        codel_target: float = 0.005,
-        codel_interval: float = 0.1,
+        codel_target: float | timedelta = 0.005,
+        codel_interval: float | timedelta = 0.1,
     ) -> None:
         check_limits(initial, min_limit, max_limit)
         self._algorithm: LimitAlgorithm = make_limit(algorithm, initial, min_limit, max_limit)

@@ -14,7 +14,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 import anyio
 
 from ._async import _backend
-from ._async.policy import Policy
+from ._async.policy import NamedPolicy
 from ._async.retry import RetryBudget
 from ._core.checks import check_hooks, check_int, check_name, check_seconds
 from ._core.deadlines import effective_deadline
@@ -31,7 +31,7 @@ T = TypeVar("T")
 _DEFAULT_ON = frozenset({ErrorClass.TRANSIENT, ErrorClass.THROTTLED, ErrorClass.TIMEOUT})
 
 
-class Hedge(Policy):
+class Hedge(NamedPolicy):
     """Start another attempt after `delay` while earlier ones still run; first success wins.
 
     An attempt that fails with an error matched by `on` starts the next attempt at once
@@ -94,16 +94,6 @@ class Hedge(Policy):
     def max_attempts(self) -> int:
         """Attempts at most, the first included."""
         return self._max_attempts
-
-    @property
-    def name(self) -> str | None:
-        """The hedge's name, or None."""
-        return self._name
-
-    @property
-    def hooks(self) -> tuple[Hook, ...]:
-        """The hooks that receive this hedge's events only."""
-        return self._hooks
 
     def __repr__(self) -> str:
         return f"Hedge({self.delay!r}, max_attempts={self.max_attempts}, name={self.name!r})"

@@ -79,3 +79,31 @@ def test_errors_are_builtin_compatible() -> None:
     assert issubclass(ra.SupervisorGaveUp, ExceptionGroup)
     for error in (ra.CircuitOpenError, ra.BulkheadFullError, ra.RateLimitedError):
         assert issubclass(error, ra.ResilienceError)
+
+
+def test_every_policy_reports_its_name_and_own_hooks_through_one_base() -> None:
+    def hook(event: object) -> None:
+        return None
+
+    for flavour in (ra, ra_sync):
+        for policy in (
+            flavour.Retry(name="p", hooks=[hook]),
+            flavour.CircuitBreaker("p", hooks=[hook]),
+            flavour.Bulkhead(1, name="p", hooks=[hook]),
+            flavour.RateLimiter(1, name="p", hooks=[hook]),
+            flavour.Timeout(1, name="p", hooks=[hook]),
+            flavour.Fallback(value=0, name="p", hooks=[hook]),
+        ):
+            assert (policy.name, policy.hooks) == ("p", (hook,)), policy
+        assert flavour.pipeline(flavour.Retry(), hooks=[hook]).hooks == (hook,)
+    assert (ra.Hedge(0.1, name="p").name, ra.Hedge(0.1).hooks) == ("p", ())
+
+    class Custom(ra.Policy):  # a user's own policy keeps these names for itself
+        def __init__(self, name: str) -> None:
+            self.name = name
+            self.hooks = "mine"
+
+        async def call(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+            return await fn(*args, **kwargs)
+
+    assert (Custom("c").name, Custom("c").hooks) == ("c", "mine")

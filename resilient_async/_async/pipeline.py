@@ -20,7 +20,7 @@ from ..instrumentation import Hook
 from ..instrumentation import hooks as scoped_hooks
 from . import _backend
 from .fallback import Fallback
-from .policy import MUST_WAIT, Guard, Policy
+from .policy import MUST_WAIT, Guard, NamedPolicy, Policy
 
 __all__ = ["Pipeline", "pipeline"]
 
@@ -28,7 +28,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class Pipeline(Policy):
+class Pipeline(NamedPolicy):
     """Policies applied as one, outermost first: itself a policy (`call`, decorator).
 
     Args:
@@ -55,7 +55,7 @@ class Pipeline(Policy):
         ... )
     """
 
-    __slots__ = ("_hooks", "_policies", "_stages")
+    __slots__ = ("_hooks", "_name", "_policies", "_stages")
 
     def __init__(self, *policies: Policy, hooks: Iterable[Hook] = ()) -> None:
         if not policies:
@@ -66,17 +66,13 @@ class Pipeline(Policy):
         _check_fallbacks_reachable(policies)
         self._policies: tuple[Policy, ...] = policies
         self._hooks: tuple[Hook, ...] = check_hooks(hooks)
+        self._name: str | None = None  # a pipeline names no events of its own
         self._stages = _build_stages(policies)
 
     @property
     def policies(self) -> tuple[Policy, ...]:
         """The policies, outermost first."""
         return self._policies
-
-    @property
-    def hooks(self) -> tuple[Hook, ...]:
-        """The hooks that receive the events of calls through this pipeline."""
-        return self._hooks
 
     def __repr__(self) -> str:
         return f"Pipeline({', '.join(map(repr, self.policies))})"

@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar, Final, ParamSpec, Protocol, TypeVar, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Final,
+    ParamSpec,
+    Protocol,
+    TypeVar,
+    runtime_checkable,
+)
 
 from . import _backend
 
-__all__ = ["MUST_WAIT", "Guard", "Policy"]
+if TYPE_CHECKING:
+    from ..instrumentation import Hook
+
+__all__ = ["MUST_WAIT", "Guard", "NamedPolicy", "Policy"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -46,6 +58,30 @@ class Policy:
             return await call(fn, *args, **kwargs)
 
         return guarded
+
+
+class NamedPolicy(Policy):
+    """The library's policies: a name and hooks of their own, both read-only.
+
+    A separate base, so that a user's own `Policy` subclass stays free to use these names.
+    """
+
+    __slots__ = ()
+
+    # Set by each subclass's constructor (as slots of its own, checked by `check_name` and
+    # `check_hooks`).
+    _name: str | None
+    _hooks: tuple[Hook, ...]
+
+    @property
+    def name(self) -> str | None:
+        """The name used in events, error context and metric labels, or None."""
+        return self._name
+
+    @property
+    def hooks(self) -> tuple[Hook, ...]:
+        """The hooks that receive this policy's events only (its `hooks=`)."""
+        return self._hooks
 
 
 class _MustWait:

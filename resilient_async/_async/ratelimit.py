@@ -24,7 +24,7 @@ from ..instrumentation import Hook, emit_to
 from ..stores.base import StateStore
 from . import _backend
 from .keyed import Keyed
-from .policy import MUST_WAIT, Policy
+from .policy import MUST_WAIT, NamedPolicy
 from .ports import LimiterConfig, LimiterPort, MemoryLimiterPort
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
 
 
-class RateLimiter(Policy):
+class RateLimiter(NamedPolicy):
     """Let calls through at `rate` per `per` seconds, in bursts of up to `burst`.
 
     A token bucket: it holds up to `burst` tokens (idle time never saves more) and refills
@@ -176,16 +176,6 @@ class RateLimiter(Policy):
     def max_wait(self) -> float | None:
         """The longest a caller may wait for its tokens, in seconds, or None."""
         return self._max_wait
-
-    @property
-    def name(self) -> str | None:
-        """The limiter's name, or None."""
-        return self._name
-
-    @property
-    def hooks(self) -> tuple[Hook, ...]:
-        """The hooks that receive this limiter's events only."""
-        return self._hooks
 
     @property
     def queued(self) -> int:

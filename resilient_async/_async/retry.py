@@ -36,7 +36,7 @@ from ..instrumentation import Hook, emit_to, enabled
 from ..stores.base import StateStore
 from ..testing import testing_settings
 from . import _backend
-from .policy import Policy
+from .policy import NamedPolicy
 from .ports import BudgetConfig, BudgetPort, MemoryBudgetPort, SharedBudgetPort
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ _ACTIVE_BUDGETS: ContextVar[tuple[RetryBudget, ...]] = ContextVar(
 )
 
 
-class Retry(Policy):
+class Retry(NamedPolicy):
     """Run a call again when it fails with a retryable error, waiting between attempts.
 
     Use `policy.call(fn, *args, **kwargs)`, `@policy` (or `@retry`, `@retry(...)`), or a loop
@@ -228,11 +228,6 @@ class Retry(Policy):
         return self._budget
 
     @property
-    def name(self) -> str | None:
-        """The name used in events and error context."""
-        return self._name
-
-    @property
     def max_retry_after(self) -> float:
         """The longest server hint the loop waits for, in seconds."""
         return self._max_retry_after
@@ -241,11 +236,6 @@ class Retry(Policy):
     def on_result(self) -> Callable[[Any], object] | None:
         """The predicate that retries a result, or None."""
         return self._on_result
-
-    @property
-    def hooks(self) -> tuple[Hook, ...]:
-        """The hooks that receive this policy's events only."""
-        return self._hooks
 
     def __repr__(self) -> str:
         return (

@@ -28,7 +28,7 @@ from ..context import attach_context
 from ..errors import DeadlineExceeded
 from ..instrumentation import Hook, emit_to
 from . import _backend
-from .policy import Policy
+from .policy import NamedPolicy
 
 __all__ = ["Timeout", "current_deadline", "deadline", "deadline_at", "remaining"]
 
@@ -102,7 +102,7 @@ _entered: ContextVar[tuple[_backend.DeadlineScope, ...]] = ContextVar(
 )
 
 
-class Timeout(Policy):
+class Timeout(NamedPolicy):
     """Bound each call (or block) to `seconds`, raising `DeadlineExceeded` when it runs over.
 
     The policy form of `deadline`: `await timeout.call(fn)`, `@timeout`, or
@@ -135,16 +135,6 @@ class Timeout(Policy):
     def seconds(self) -> float:
         """The time each call may take, in seconds."""
         return self._seconds
-
-    @property
-    def name(self) -> str | None:
-        """The policy's name, or None."""
-        return self._name
-
-    @property
-    def hooks(self) -> tuple[Hook, ...]:
-        """The hooks that receive this policy's events only."""
-        return self._hooks
 
     def __repr__(self) -> str:
         return f"Timeout({self._seconds!r}, name={self._name!r})"

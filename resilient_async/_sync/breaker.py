@@ -48,7 +48,7 @@ from ..errors import CircuitOpenError
 from ..instrumentation import Hook, emit_to
 from ..stores.base import StateStore
 from . import _backend
-from .policy import MUST_WAIT, Policy
+from .policy import MUST_WAIT, NamedPolicy
 from .ports import BreakerConfig, BreakerPort, MemoryBreakerPort
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ _WINDOW_TYPES: Final = ("count", "time")
 _FLAVOUR: Final = "async" if _backend.IS_ASYNC else "sync"
 
 
-class CircuitBreaker(Policy):
+class CircuitBreaker(NamedPolicy):
     """Reject calls to a dependency while it fails too often, then probe it to recover.
 
     CLOSED: calls pass and their outcomes fill a sliding window, the last `window` calls
@@ -245,16 +245,6 @@ class CircuitBreaker(Policy):
 
     def __repr__(self) -> str:
         return f"CircuitBreaker({self._name!r}, state={self.state!r})"
-
-    @property
-    def name(self) -> str | None:
-        """The breaker's name, or None."""
-        return self._name
-
-    @property
-    def hooks(self) -> tuple[Hook, ...]:
-        """The hooks that receive this breaker's events only."""
-        return self._hooks
 
     # --- guarding calls -----------------------------------------------------------------
 

@@ -37,7 +37,7 @@ from ..errors import BulkheadFullError
 from ..instrumentation import Hook, emit_to
 from . import _backend
 from .keyed import Keyed
-from .policy import MUST_WAIT, Policy
+from .policy import MUST_WAIT, NamedPolicy
 
 if TYPE_CHECKING:
     from .adaptive import AdaptiveBulkhead
@@ -55,7 +55,7 @@ class _Wakeable(Protocol):
     def set(self) -> None: ...
 
 
-class Bulkhead(Policy):
+class Bulkhead(NamedPolicy):
     """Run at most `max_concurrent` calls at once; queue a few more, reject the rest.
 
     A caller that finds every slot taken waits in FIFO order if fewer than `max_queue`
@@ -210,16 +210,6 @@ class Bulkhead(Policy):
     def max_wait(self) -> float | None:
         """The longest a caller waits in the queue, in seconds, or None."""
         return self._max_wait
-
-    @property
-    def name(self) -> str | None:
-        """The bulkhead's name, or None."""
-        return self._name
-
-    @property
-    def hooks(self) -> tuple[Hook, ...]:
-        """The hooks that receive this bulkhead's events only."""
-        return self._hooks
 
     @property
     def in_use(self) -> int:

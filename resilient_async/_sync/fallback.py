@@ -22,7 +22,7 @@ from ..classify import DEFAULT, DefaultType, ErrorClass, OnSpec, classify, compi
 from ..context import attach_context
 from ..instrumentation import Hook, emit_to
 from . import _backend
-from .policy import Policy
+from .policy import NamedPolicy
 
 __all__ = ["Fallback", "degraded"]
 
@@ -37,7 +37,7 @@ def _not_permanent(exc: BaseException) -> bool:
     return classify(exc) is not ErrorClass.PERMANENT
 
 
-class Fallback(Policy, Generic[R]):
+class Fallback(NamedPolicy, Generic[R]):
     """Replace a failed call's error by a value, a handler's answer, or the last good result.
 
     Give exactly one of `value` and `handler`. The handler is called with the exception first,
@@ -96,16 +96,6 @@ class Fallback(Policy, Generic[R]):
         self._last_good: _LastGood | None = None
         self._name = check_name(name)
         self._hooks: tuple[Hook, ...] = check_hooks(hooks)
-
-    @property
-    def name(self) -> str | None:
-        """The fallback's name, or None."""
-        return self._name
-
-    @property
-    def hooks(self) -> tuple[Hook, ...]:
-        """The hooks that receive this fallback's events only."""
-        return self._hooks
 
     @classmethod
     def last_good(

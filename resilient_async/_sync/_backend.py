@@ -33,6 +33,7 @@ __all__ = [
     "check_deadline",
     "check_guarded_callable",
     "check_result",
+    "misuse_of",
     "checkpoint",
     "clock_offset",
     "current_time",
@@ -253,6 +254,11 @@ def check_result(result: object, fn: object, policy: str) -> None:
             f"{policy}.call needs a sync callable, but {name} returned a coroutine: it is "
             f"an async callable; use resilient_async.{policy} (awaited) for async code"
         )
+
+
+def misuse_of(exc: BaseException, fn: object, policy: str) -> TypeError | None:
+    """None: a sync call's misuse (an async callable) shows in its result, see `check_result`."""
+    return None
 
 
 def check_deadline() -> None:

@@ -38,6 +38,7 @@ __all__ = [
     "DeadlineScope",
     "Event",
     "Lock",
+    "locked",
     "check_awaited",
     "misuse_of",
     "check_guarded_callable",
@@ -690,3 +691,16 @@ class Background:
         task.cancel()
         if task.get_loop() is _get_running_loop():
             await asyncio.wait({task})
+
+
+# --- the lock difference between the twins ---------------------------------------------
+
+
+def locked(lock: Lock, fn: Callable[..., T], /, *args: Any) -> T:
+    """Return `fn(*args)`: a state change that needs `lock` in sync code only.
+
+    Async drivers change shared state without an await in between, so no other task can
+    interleave and the lock is not taken (entering even a no-op lock costs more than most
+    state changes). The sync twin's `locked` holds the thread lock around the call.
+    """
+    return fn(*args)

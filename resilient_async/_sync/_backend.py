@@ -30,6 +30,7 @@ __all__ = [
     "DeadlineScope",
     "Event",
     "Lock",
+    "locked",
     "check_deadline",
     "check_guarded_callable",
     "check_result",
@@ -311,3 +312,12 @@ class Background:
 
     def stop(self) -> None:
         """Let the thread see its stop condition on its own; never blocks the caller."""
+
+
+# --- the lock difference between the twins ---------------------------------------------
+
+
+def locked(lock: threading.Lock, fn: Callable[..., T], /, *args: Any) -> T:
+    """Return `fn(*args)` called while holding `lock` (threads may share the state)."""
+    with lock:
+        return fn(*args)

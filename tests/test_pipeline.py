@@ -17,7 +17,7 @@ from resilient_async._async.breaker import BreakerState, CircuitBreaker
 from resilient_async._async.bulkhead import Bulkhead
 from resilient_async._async.fallback import Fallback, degraded
 from resilient_async._async.pipeline import Pipeline, pipeline
-from resilient_async._async.policy import Policy
+from resilient_async._async.policy import MUST_WAIT, Guard, Policy
 from resilient_async._async.ratelimit import RateLimiter
 from resilient_async._async.retry import Retry
 from resilient_async._async.timeout import Timeout
@@ -306,3 +306,77 @@ async def test_guards_add_their_context_to_a_failure_on_every_path(form: str) ->
         context = context_of(info.value)
         assert context is not None, (form, guard)
         assert context["policy"] == guard.name
+
+
+# --- which guards fold into the guard run ------------------------------------------------
+
+
+class Deferred(Guard):
+    """A guard whose outcome is recorded by an awaited step (as a breaker on a server)."""
+
+    def __init__(self) -> None:
+        self._name = None
+        self._hooks = ()
+        self.log: list[str] = []
+
+    def enter_nowait(self) -> Any:
+        return "token"
+
+    def exit(self, token: Any, error: BaseException | None) -> Any:
+        self.log.append(f"exit {type(error).__name__}")
+        return MUST_WAIT
+
+    async def finish(self, token: Any, error: BaseException | None) -> None:
+        await anyio.lowlevel.checkpoint()
+        self.log.append(f"finish {token} {type(error).__name__}")
+
+    @property
+    def exit_may_wait(self) -> bool:
+        return True
+
+
+@pytest.mark.anyio
+async def test_a_memory_breaker_folds_into_the_guard_run() -> None:
+    # Regression: the breaker's own `call` kept it out of the guard run (a frame of its own).
+    assert type(CircuitBreaker()).call is Guard.call
+    breaker, timeout = CircuitBreaker("b"), Timeout(1)
+    guarded = pipeline(timeout, breaker)
+    assert guarded._run.__self__._guards == (timeout, breaker)  # type: ignore[attr-defined]
+
+    def sync_ok() -> str:
+        return "ok"
+
+    with pytest.raises(TypeError, match=r"Pipeline\.call needs an async callable"):
+        await guarded.call(sync_ok)  # type: ignore[arg-type]
+    assert breaker.metrics().calls == 0  # a misuse counts as nothing
+
+
+@pytest.mark.anyio
+async def test_a_guard_whose_exit_waits_is_finished_on_every_path() -> None:
+    guard = Deferred()
+
+    async def ok() -> str:
+        return "ok"
+
+    async def boom() -> str:
+        raise KeyError("x")
+
+    assert await guard.call(ok) == "ok"
+    with pytest.raises(KeyError):
+        await guard.call(boom)
+    async with guard:
+        pass
+    timeout = Timeout(1)
+    guarded = pipeline(timeout, guard, Timeout(2))
+    assert guarded._run.__self__._guards == (timeout,)  # type: ignore[attr-defined]
+    assert await guarded.call(ok) == "ok"
+    assert guard.log == [
+        "exit NoneType",
+        "finish token NoneType",
+        "exit KeyError",
+        "finish token KeyError",
+        "exit NoneType",
+        "finish token NoneType",
+        "exit NoneType",
+        "finish token NoneType",
+    ]

@@ -704,3 +704,57 @@ def locked(lock: Lock, fn: Callable[..., T], /, *args: Any) -> T:
     state changes). The sync twin's `locked` holds the thread lock around the call.
     """
     return fn(*args)
+
+
+def locking(lock: Lock, fn: Callable[..., T]) -> Callable[..., T]:
+    """Return `fn` itself: `locked` bound once, for a state change on a hot path.
+
+    The sync twin's `locking` returns a function that holds `lock` around each call of `fn`.
+    """
+    return fn
+
+
+def now() -> float:
+    """The library's clock (`current_time`), or the monotonic one where no loop runs.
+
+    For what may run outside the loop: a state read from another thread or after the loop
+    ended, a coroutine closed outside its loop. `time.monotonic()` is the library's clock on
+    asyncio's default loop and on trio's real clock, so the answer is exact there.
+    """
+    try:
+        return current_time()
+    except RuntimeError:
+        from time import monotonic  # the rare case: no loop runs in this thread
+
+        return monotonic()
+
+
+# --- fallback helpers --------------------------------------------------------------------
+
+
+def check_deadline() -> None:
+    """Nothing to check: an async deadline cancels what runs.
+
+    The sync twin's refuses a call that starts after the deadline.
+    """
+
+
+def check_result(result: object, fn: object, policy: str) -> None:
+    """Nothing to check: what an async callable returned was awaited.
+
+    The sync twin's refuses a coroutine: what an async callable given to it returns.
+    """
+
+
+async def handler_answer(answer: object, handler: object) -> object:
+    """What `handler` answered, awaited when it is awaitable (a plain function's is as is).
+
+    The sync twin's takes the answer as it is, and refuses a coroutine (see `check_result`).
+    """
+    if inspect.isawaitable(answer):
+        return await answer
+    return answer
+
+
+def check_handler(handler: object) -> None:
+    """Nothing to check: an async fallback takes a coroutine function or a plain one."""

@@ -6,21 +6,21 @@ same source is the async driver and, through tools/unasync.py, the sync one: sta
 happen under the backend lock (a real lock in the sync twin, none in async code, where no
 state change spans a suspension point), so both are safe to share.
 
-The closed path is kept as short as Python allows: while the breaker is CLOSED (or DISABLED)
-a call reads one attribute to get its ticket, runs the call, and makes one core call to
-record the outcome. Clock reads happen only when a time window or slow-call detection needs
-them; events and error context only when something happens.
+It is a `Guard`: admission and outcome are written once, as its steps (`enter_nowait`,
+`enter`, `exit`), from which the base derives `call`, `async with` and the decorator, and
+which a pipeline takes directly. The closed path is kept as short as Python allows: while
+the breaker is CLOSED (or DISABLED) a call reads one attribute to get its ticket, runs the
+call, and makes one core call to record the outcome. Clock reads happen only when a time
+window or slow-call detection needs them; events and error context only when something
+happens.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Awaitable, Callable, Iterable
-from contextvars import ContextVar
+from collections.abc import Iterable
 from datetime import timedelta
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from .._core.breaker import (
     NEEDS_TIME,
@@ -32,14 +32,8 @@ from .._core.breaker import (
     NeedsTime,
     Transition,
 )
-from .._core.checks import (
-    check_hooks,
-    check_int,
-    check_name,
-    check_period,
-    check_seconds,
-)
-from .._core.window import CountWindow, TimeWindow, Window
+from .._core.breaker_config import check_breaker_settings, new_core
+from .._core.checks import check_hooks, check_name
 from ..classify import DEFAULT, DefaultType, ErrorClass, OnSpec, compile_on
 from ..context import PreparedFields, attach_context
 from ..errors import CircuitOpenError
@@ -47,23 +41,16 @@ from ..instrumentation import Hook, emit_to
 from ..stores.base import StateStore
 from . import _backend
 from .policy import MUST_WAIT, Guard
-from .ports import BreakerConfig, BreakerPort, MemoryBreakerPort
+from .ports import BreakerConfig, BreakerPort, Control, MemoryBreakerPort
 
 if TYPE_CHECKING:
     from .shared_breaker import SharedBreaker
 
 __all__ = ["BreakerMetrics", "BreakerState", "CircuitBreaker", "StateStore"]
 
-P = ParamSpec("P")
-T = TypeVar("T")
-
 DEFAULT_ON: Final = frozenset({ErrorClass.TRANSIENT, ErrorClass.TIMEOUT, ErrorClass.UNKNOWN})
 """What counts as a failure unless `on=` says otherwise."""
 
-MIN_PROBE_TIMEOUT: Final = 1.0
-"""A probe holds its permit for `max(open_for, MIN_PROBE_TIMEOUT)` seconds at most."""
-
-_WINDOW_TYPES: Final = ("count", "time")
 _FLAVOUR: Final = "async" if _backend.IS_ASYNC else "sync"
 
 
@@ -135,12 +122,15 @@ class CircuitBreaker(Guard):
     """
 
     __slots__ = (
+        "_acquire",
         "_context_fields",
         "_core",
         "_hooks",
         "_is_failure",
         "_lock",
         "_name",
+        "_on_success",
+        "_port",
         "_remote",
         "_slow_after",
         "_timed",
@@ -164,20 +154,19 @@ class CircuitBreaker(Guard):
         hooks: Iterable[Hook] = (),
     ) -> None:
         name = check_name(name)
-        if consecutive_failures is not None:
-            failure_rate, window, window_type, min_calls = _consecutive(
-                consecutive_failures, failure_rate, window, window_type, min_calls
+        config = BreakerConfig(
+            *check_breaker_settings(
+                failure_rate=failure_rate,
+                window=window,
+                window_type=window_type,
+                min_calls=min_calls,
+                open_for=open_for,
+                half_open_calls=half_open_calls,
+                slow_call_duration=slow_call_duration,
+                slow_call_rate=slow_call_rate,
+                consecutive_failures=consecutive_failures,
             )
-        failure_rate = _check_rate(failure_rate, "failure_rate")
-        slow_call_rate = _check_rate(slow_call_rate, "slow_call_rate")
-        window = _check_window(window, window_type)
-        min_calls = check_int(min_calls, "min_calls", 0)
-        half_open_calls = check_int(half_open_calls, "half_open_calls", 1)
-        open_for = check_seconds(open_for, "open_for")
-        if slow_call_duration is not None:
-            slow_call_duration = check_seconds(slow_call_duration, "slow_call_duration")
-            if slow_call_duration == 0.0:
-                raise ValueError("slow_call_duration must be > 0 seconds or None, got 0.0")
+        )
         self._is_failure = compile_on(on, default=DEFAULT_ON)
         self._hooks: tuple[Hook, ...] = check_hooks(hooks)
         self._name = name
@@ -188,66 +177,42 @@ class CircuitBreaker(Guard):
             )
             for state in BreakerState
         }
-        self._slow_after = math.inf if slow_call_duration is None else slow_call_duration
-        self._timed = window_type == "time" or slow_call_duration is not None
-        config = BreakerConfig(
-            window_type,
-            window,
-            failure_rate,
-            min_calls,
-            open_for,
-            half_open_calls,
-            slow_call_duration,
-            slow_call_rate,
-            max(open_for, MIN_PROBE_TIMEOUT),
-        )
-
-        def new_port() -> MemoryBreakerPort:
-            sliding: Window = (
-                CountWindow(int(window)) if window_type == "count" else TimeWindow(window)
-            )
-            core = BreakerCore(
-                sliding,
-                failure_rate=failure_rate,
-                min_calls=min_calls,
-                open_for=open_for,
-                half_open_calls=half_open_calls,
-                slow_call_rate=slow_call_rate,
-                probe_timeout=config.probe_timeout,
-            )
-            return MemoryBreakerPort(core)
-
-        # A store may answer with a port of its own kind (a remote one), not the memory one.
-        make: Callable[[], BreakerPort] = new_port
-        if store is None:
-            port = make()
-        elif not isinstance(store, StateStore):
-            raise TypeError(f"store must be a MemoryStore, a RedisStore or None, got {store!r}")
-        elif name is None:
-            raise ValueError("name is required with store=: instances share state by name")
-        else:
-            port = store.shared("breaker", name, config, make, flavour=_FLAVOUR)
+        slow_after = config.slow_call_duration
+        self._slow_after = math.inf if slow_after is None else slow_after
+        self._port = port = _port_of(store, name, config)
         self._remote: SharedBreaker | None = None
         if not isinstance(port, MemoryBreakerPort):
-            # State behind a server: every step is awaited, so a driver of its own takes
-            # them. The breaker's own core is held forced open, so that the closed fast
-            # path never admits and its slow branch hands each call over: the memory
-            # breaker's hot path gains no check.
+            # State behind a server: admission and outcomes are awaited steps of the store,
+            # which a `SharedBreaker` takes. The breaker's own core never admits (it is held
+            # forced open) and every call is timed, so the memory hot paths hand each call
+            # over from their slow branches and gain no check.
             from .shared_breaker import SharedBreaker
 
-            self._remote = SharedBreaker(self, port, _now)
-            port = new_port()
+            self._remote = SharedBreaker(self, port)
+            port = MemoryBreakerPort(new_core(config))
             port.core.force_open(0.0)
-        assert isinstance(port, MemoryBreakerPort)
-        self._core, self._lock = port.core, port.lock
+        timed = config.window_type == "time" or slow_after is not None
+        self._timed = timed or self._remote is not None  # a shared breaker times every call
+        core, lock = self._core, self._lock = port.core, port.lock
+        # The two state changes of the hot paths, with the lock bound (in sync code only).
+        self._acquire = _backend.locking(lock, core.acquire)
+        self._on_success = _backend.locking(lock, core.on_success)
 
     def __repr__(self) -> str:
         return f"CircuitBreaker({self._name!r}, state={self.state!r})"
 
-    # --- guarding calls -----------------------------------------------------------------
+    @property
+    def _kind(self) -> str:
+        return "CircuitBreaker"  # what error messages call it, in a subclass too
 
-    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run `fn(*args, **kwargs)` if the breaker admits it, and record its outcome.
+    # --- the guard's steps: `call`, `async with` and pipelines take them ------------------
+
+    def enter_nowait(self) -> Any:
+        """Admit a call, or raise a fresh `CircuitOpenError`: its token.
+
+        The token is the call's ticket, and the time it started when the breaker times
+        calls (a time window, slow-call detection): the closed path reads no clock. With a
+        remote store, admission is an awaited step: `MUST_WAIT` (see `enter`).
 
         Raises:
             CircuitOpenError: The breaker is open, forced open, or half-open with every
@@ -257,115 +222,52 @@ class CircuitBreaker(Guard):
         ticket = self._core.fast_ticket
         if ticket is None:
             if self._remote is not None:
-                return await self._remote.call(fn, *args, **kwargs)
-            ticket = self._admit()
-        if self._timed:
-            return await self._call_timed(ticket, fn, *args, **kwargs)
-        try:
-            result = await fn(*args, **kwargs)
-        except Exception as exc:
-            self._misused(ticket, exc, fn)  # unasync: remove
-            self._failed(ticket, 0.0, exc)
-            raise
-        except BaseException:
-            self._cancelled(ticket)
-            raise
-        # unasync: sync-only: if type(result) is _backend.CoroutineType:
-        # unasync: sync-only:     self._check_result(ticket, result, fn)
-        # The hot path: one core call and no clock read. Async code takes no lock: no other
-        # task runs between the call's end and this line.
-        # unasync: sync-only: with self._lock:
-        # unasync: sync-only:     outcome = self._core.on_success(ticket, None)
-        outcome = self._core.on_success(ticket, None)  # unasync: remove
-        if outcome:
-            self._settle(ticket, outcome)
-        return result
-
-    async def _call_timed(
-        self, ticket: int, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
-    ) -> T:
-        """Run an admitted call on the clock (time window or slow-call detection)."""
-        start = _backend.current_time()
-        try:
-            result = await fn(*args, **kwargs)
-        except Exception as exc:
-            self._misused(ticket, exc, fn)  # unasync: remove
-            self._failed(ticket, start, exc)
-            raise
-        except BaseException:
-            self._cancelled(ticket)
-            raise
-        # unasync: sync-only: if type(result) is _backend.CoroutineType:
-        # unasync: sync-only:     self._check_result(ticket, result, fn)
-        self._succeeded_timed(ticket, start)
-        return result
-
-    async def __aenter__(self) -> CircuitBreaker:
-        """Admit the block as one call, or raise `CircuitOpenError`."""
-        token = self.enter_nowait()
-        if token is MUST_WAIT:
-            token = await self.enter()
-        self._push_block(*token)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Record the block's outcome like that of a call; never suppress its error."""
-        token = self._pop_block()
-        if self._remote is not None:
-            await self._remote.exit(*token, exc)
-            return
-        self.exit(token, exc)
-
-    def _push_block(self, ticket: int, start: float) -> None:
-        _blocks.set((*_blocks.get(), (self, ticket, start)))
-
-    def _pop_block(self) -> tuple[int, float]:
-        """Take this breaker's innermost open block off the task's list."""
-        blocks = _blocks.get()
-        for index in range(len(blocks) - 1, -1, -1):
-            if blocks[index][0] is self:
-                _, ticket, start = blocks[index]
-                _blocks.set(blocks[:index] + blocks[index + 1 :])
-                return ticket, start
-        raise RuntimeError(f"{self!r} exited without a matching enter")
-
-    # --- the guard protocol, through which a pipeline runs it without a frame of its own ---
-
-    def enter_nowait(self) -> Any:
-        # unasync: sync-only: _backend.check_deadline()
-        ticket = self._core.fast_ticket
-        if ticket is None:
-            if self._remote is not None:
                 return MUST_WAIT  # admission is a step of the store: `enter` takes it
-            ticket = self._admit()
-        return ticket, (_backend.current_time() if self._timed else 0.0)
+            ticket = self._ticket_of(self._acquire(_backend.current_time()))
+        if self._timed:
+            return ticket, _backend.current_time()
+        return ticket
 
-    async def enter(self) -> tuple[int, float]:
-        remote = self._remote
-        if remote is None:  # admission in memory never waits: it passes or is rejected
-            return self.enter_nowait()  # type: ignore[no-any-return]
-        return await remote.enter(), _backend.current_time()
+    async def enter(self) -> Any:
+        """Admit a call of a breaker on a remote store (in memory: as `enter_nowait`)."""
+        if self._remote is None:
+            return self.enter_nowait()
+        return await self._remote.enter()
 
-    def exit(self, token: tuple[int, float], error: BaseException | None) -> None:
-        ticket, start = token
+    def exit(self, token: Any, error: BaseException | None) -> Any:
+        """Record how the call ended: a failure if `on` matches its error, else a success.
+
+        A cancelled (or withdrawn) call counts as nothing and gives a probe's permit back.
+        With a remote store, recording is an awaited step: `MUST_WAIT` (see `finish`).
+        """
+        if not self._timed:
+            if error is None:  # the hot path: one core call and no clock read
+                outcome = self._on_success(token, None)
+                if outcome:
+                    self._settle(token, outcome)
+                return None
+            ticket, start = token, 0.0
+        elif self._remote is not None:
+            return MUST_WAIT
+        else:
+            ticket, start = token
         if error is None:
-            if self._timed:
-                self._succeeded_timed(ticket, start)
-                return
-            # unasync: sync-only: with self._lock:
-            # unasync: sync-only:     outcome = self._core.on_success(ticket, None)
-            outcome = self._core.on_success(ticket, None)  # unasync: remove
-            if outcome:
-                self._settle(ticket, outcome)
+            self._succeeded_timed(ticket, start)
         elif isinstance(error, Exception):
             self._failed(ticket, start, error)
         else:
             self._cancelled(ticket)
+        return None
+
+    async def finish(self, token: Any, error: BaseException | None) -> None:
+        """Record how a call of a breaker on a remote store ended (a step of the store)."""
+        assert self._remote is not None  # `exit` says MUST_WAIT only then
+        await self._remote.finish(token, error)
+
+    @property
+    def exit_may_wait(self) -> bool:
+        """True with a remote store, whose steps are awaited: pipelines run it by `call`."""
+        return self._remote is not None
 
     # --- state and control --------------------------------------------------------------
 
@@ -378,69 +280,42 @@ class CircuitBreaker(Guard):
         from another thread), async code falls back to `time.monotonic()`, which is the
         library's clock on asyncio's default loop and on trio's real clock (its offset taken
         out), so the answer is exact there; with a virtual clock only the time-driven
-        transitions may be off. Reading never changes the state.
+        transitions may be off. Reading never changes the state. With a `RedisStore`, it is
+        read from the server (a blocking read bounded by the store's `timeout`), or as this
+        process last saw it when the server cannot answer.
         """
-        if self._remote is not None:
-            return self._remote.state()
-        now = _now()
-        with self._lock:
-            return self._core.peek(now)
+        return self._port.peek(_backend.now())
 
     def metrics(self) -> BreakerMetrics:
         """Return a frozen snapshot: state, calls, failures, slow calls, rates, probes.
 
         "Now" is read as for `state`; taking a snapshot changes nothing.
         """
-        if self._remote is not None:
-            return self._remote.metrics()
-        now = _now()
-        with self._lock:
-            return self._core.metrics(now)
+        return self._port.metrics(_backend.now())
 
     def force_open(self) -> None:
         """Reject every call (with `retry_after` None) until `reset()`.
 
         Probes in flight lose their permits; calls in flight count as nothing.
         """
-        if self._remote is not None:
-            self._remote.control("force_open")
-            return
-        now = _now()
-        with self._lock:
-            transitions = self._core.force_open(now)
-        self._report(transitions)
+        self._control("force_open")
 
     def disable(self) -> None:
         """Let every call pass until `reset()`: outcomes are still recorded, it never opens."""
-        if self._remote is not None:
-            self._remote.control("disable")
-            return
-        now = _now()
-        with self._lock:
-            transitions = self._core.disable(now)
-        self._report(transitions)
+        self._control("disable")
 
     def reset(self) -> None:
         """Go back to CLOSED with an empty window, from any state.
 
         Calls in flight when it is reset count as nothing when they finish.
         """
-        if self._remote is not None:
-            self._remote.control("reset")
-            return
-        now = _now()
-        with self._lock:
-            transitions = self._core.reset(now)
-        self._report(transitions)
+        self._control("reset")
+
+    def _control(self, command: Control) -> None:
+        """Apply a manual command (with a store, it reaches the server with the next step)."""
+        self._report(self._port.control(command, _backend.now()))
 
     # --- the slow paths -----------------------------------------------------------------
-
-    def _admit(self) -> int:
-        """Ask the core for a ticket; raise a fresh `CircuitOpenError` on rejection."""
-        now = _backend.current_time()
-        with self._lock:
-            admission = self._core.acquire(now)
-        return self._ticket_of(admission)
 
     def _ticket_of(self, admission: Admission) -> int:
         """Report the admission's transitions; return its ticket or raise its rejection."""
@@ -464,17 +339,14 @@ class CircuitBreaker(Guard):
     ) -> None:
         """Finish recording a success that came back with transitions or `NEEDS_TIME`."""
         if outcome is NEEDS_TIME:
-            now = _backend.current_time()
-            with self._lock:
-                outcome = self._core.on_success(ticket, now)
+            outcome = self._on_success(ticket, _backend.current_time())
         self._report(outcome)
 
     def _succeeded_timed(self, ticket: int, start: float) -> None:
         end = _backend.current_time()
         duration = end - start
         slow = duration >= self._slow_after
-        with self._lock:
-            transitions = self._core.on_success(ticket, end, slow)
+        transitions = self._on_success(ticket, end, slow)
         if slow:
             emit_to(self._hooks, "breaker.slow_call", self._name, duration=duration, failed=False)
         if transitions:
@@ -492,44 +364,21 @@ class CircuitBreaker(Guard):
         end = _backend.current_time()
         duration = end - start
         slow = self._timed and duration >= self._slow_after
-        with self._lock:
-            core = self._core
-            if failed:
-                transitions = core.on_failure(ticket, end, slow)
-            else:
-                transitions = core.on_success(ticket, end, slow)
-            state = core.state
+        transitions, state = _backend.locked(
+            self._lock, _record, self._core, ticket, end, failed, slow
+        )
         if slow:
             emit_to(self._hooks, "breaker.slow_call", self._name, duration=duration, failed=failed)
         if transitions:
             self._report(transitions)
         attach_context(exc, self._context_fields[state])
 
-    # unasync: begin-remove
-    def _misused(self, ticket: int, exc: Exception, fn: object) -> None:
-        """Raise the clear error for a sync callable; the call then counts as nothing."""
-        try:
-            _backend.check_awaited(exc, fn, "CircuitBreaker")
-        except TypeError:
-            self._cancelled(ticket)  # gives a probe's permit back; records nothing
-            raise
-
-    # unasync: end-remove
-    # unasync: sync-only: def _check_result(self, ticket: int, result: object, fn: object) -> None:
-    # unasync: sync-only:     """Refuse an async callable's coroutine: it counts as nothing."""
-    # unasync: sync-only:     try:
-    # unasync: sync-only:         _backend.check_result(result, fn, "CircuitBreaker")
-    # unasync: sync-only:     except TypeError:
-    # unasync: sync-only:         self._cancelled(ticket)  # gives a probe's permit back
-    # unasync: sync-only:         raise
-
     def _cancelled(self, ticket: int) -> None:
         """Give a cancelled probe's permit back; a cancelled call counts as nothing."""
         if ticket == self._core.fast_ticket:
             return  # a closed-state call: nothing to give back
-        now = _now()  # a coroutine closed outside its loop ends up here too
-        with self._lock:
-            transitions = self._core.on_cancel(ticket, now)
+        # A coroutine closed outside its loop ends up here too: `now` needs no loop.
+        transitions = _backend.locked(self._lock, self._core.on_cancel, ticket, _backend.now())
         if transitions:
             self._report(transitions)
 
@@ -544,66 +393,27 @@ class CircuitBreaker(Guard):
             )
 
 
-# The tickets of the guarded blocks open in this task (or thread): per-call
-# state lives here, never on the breaker.
-_blocks: ContextVar[tuple[tuple[CircuitBreaker, int, float], ...]] = ContextVar(
-    "resilient_async.breaker_blocks", default=()
-)
+def _port_of(store: StateStore | None, name: str | None, config: BreakerConfig) -> BreakerPort:
+    """The breaker's state: its own, or the one `store` holds under `name` (maybe remote)."""
+    if store is None:
+        return MemoryBreakerPort(new_core(config))
+    if not isinstance(store, StateStore):
+        raise TypeError(f"store must be a MemoryStore, a RedisStore or None, got {store!r}")
+    if name is None:
+        raise ValueError("name is required with store=: instances share state by name")
+
+    def make() -> BreakerPort:  # a store may answer with a port of its own kind (remote)
+        return MemoryBreakerPort(new_core(config))
+
+    return store.shared("breaker", name, config, make, flavour=_FLAVOUR)
 
 
-def _now() -> float:
-    """The backend's clock, or `time.monotonic()` when no event loop runs in this thread."""
-    try:
-        return _backend.current_time()
-    except RuntimeError:
-        return time.monotonic()
-
-
-def _check_rate(value: float, param: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{param} must be a number in (0, 1], got {value!r}")
-    if not 0.0 < value <= 1.0:  # also rejects NaN
-        raise ValueError(f"{param} must be in (0, 1], got {value!r}")
-    return float(value)
-
-
-def _check_window(window: float | timedelta, window_type: str) -> float:
-    if window_type not in _WINDOW_TYPES:
-        raise ValueError(f"window_type must be 'count' or 'time', got {window_type!r}")
-    if window_type == "count":
-        if isinstance(window, bool) or not isinstance(window, int):
-            raise TypeError(
-                f"window must be an int number of calls >= 1 with window_type='count', "
-                f"got {window!r}"
-            )
-        if window < 1:
-            raise ValueError(f"window must be >= 1 calls with window_type='count', got {window}")
-        return window
-    return check_period(window, "window")  # seconds or a timedelta, with window_type='time'
-
-
-def _consecutive(
-    count: int, failure_rate: float, window: object, window_type: str, min_calls: int
-) -> tuple[float, int, Literal["count"], int]:
-    """Translate `consecutive_failures=N` into its window: the last N calls all failed.
-
-    N failures in a row are exactly a count window of N calls with a failure rate of 1.0
-    and N calls at least, so the rate machinery serves unchanged (and the hot path too).
-    """
-    count = check_int(count, "consecutive_failures", 1)
-    given = [
-        param
-        for param, value, default in (
-            ("failure_rate", failure_rate, 0.5),
-            ("window", window, 100),
-            ("window_type", window_type, "count"),
-            ("min_calls", min_calls, 10),
-        )
-        if value != default or type(value) is not type(default)
-    ]
-    if given:
-        raise ValueError(
-            f"consecutive_failures cannot be combined with {', '.join(given)}: it opens after "
-            "N failures in a row, with no rate window; give one or the other"
-        )
-    return 1.0, count, "count", count
+def _record(
+    core: BreakerCore, ticket: int, now: float, failed: bool, slow: bool
+) -> tuple[tuple[Transition, ...], BreakerState]:
+    """Record an error outcome in `core`: its transitions and the state it left."""
+    if failed:
+        transitions = core.on_failure(ticket, now, slow)
+    else:
+        transitions = core.on_success(ticket, now, slow)
+    return transitions, core.state

@@ -8,10 +8,9 @@ matches, never for cancellation, in the caller's context; `degraded()` is True w
 
 from __future__ import annotations
 
-import inspect  # unasync: remove
 import threading
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, cast
 
@@ -23,7 +22,7 @@ from ..instrumentation import Hook, emit_to
 from . import _backend
 from .policy import NamedPolicy
 
-__all__ = ["Fallback", "degraded"]
+__all__ = ["Fallback", "check_fallbacks_reachable", "degraded"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -86,8 +85,8 @@ class Fallback(NamedPolicy, Generic[R]):
             raise ValueError("give exactly one of value= and handler=, got both or neither")
         if handler is not None and not callable(handler):
             raise TypeError(f"handler must be a callable, got {handler!r}")
-        # unasync: sync-only: if handler is not None:
-        # unasync: sync-only:     _backend.check_guarded_callable(handler, "handler")
+        if handler is not None:
+            _backend.check_handler(handler)
         self._value = value
         self._handler = handler
         self._matches = compile_on(on, default=_not_permanent)
@@ -135,11 +134,6 @@ class Fallback(NamedPolicy, Generic[R]):
         fallback._last_good = _LastGood(ttl, key, max_entries)
         return fallback
 
-    @property
-    def _answers_every_match(self) -> bool:
-        """True when this fallback never lets a matched error through (a plain value)."""
-        return self._last_good is None and self._handler is None
-
     def __repr__(self) -> str:
         kind = "last_good" if self._last_good else "handler" if self._handler else "value"
         return f"Fallback({kind}, name={self._name!r})"
@@ -151,12 +145,14 @@ class Fallback(NamedPolicy, Generic[R]):
             Exception: The original error when it is not matched by `on` (or `last_good` has
                 nothing fresh for the key); the handler's error, chained to the original.
         """
-        # unasync: sync-only: _backend.check_deadline()
+        _backend.check_deadline()
         last_good = self._last_good
         try:
             result = await fn(*args, **kwargs)
         except Exception as exc:
-            _backend.check_awaited(exc, fn, "Fallback")  # unasync: remove
+            misuse = _backend.misuse_of(exc, fn, "Fallback")
+            if misuse is not None:
+                raise misuse from misuse.__cause__  # None: as `from None`
             if not self._matches(exc):
                 raise
             if last_good is not None:
@@ -165,7 +161,7 @@ class Fallback(NamedPolicy, Generic[R]):
             if self._handler is None:
                 return cast(T, self._value)
             return cast(T, await self._run_handler(exc, args, kwargs))
-        # unasync: sync-only: _backend.check_result(result, fn, "Fallback")
+        _backend.check_result(result, fn, "Fallback")
         if last_good is not None:
             last_good.remember(args, kwargs, result, _backend.current_time())
         return result
@@ -176,13 +172,8 @@ class Fallback(NamedPolicy, Generic[R]):
         assert self._handler is not None
         token = DEGRADED.set(True)
         try:
-            answer = self._handler(exc, *args, **kwargs)
-            # unasync: begin-remove
-            if inspect.isawaitable(answer):
-                answer = await answer  # a plain function's answer is used as it is
-            # unasync: end-remove
-            # unasync: sync-only: _backend.check_result(answer, self._handler, "Fallback")
-            return answer
+            handler = self._handler
+            return await _backend.handler_answer(handler(exc, *args, **kwargs), handler)
         except Exception as failed:
             attach_context(failed, {"policy": self._name or "Fallback", "fallback": "failed"})
             raise
@@ -201,6 +192,31 @@ class Fallback(NamedPolicy, Generic[R]):
             raise exc
         emit_to(self._hooks, "fallback.used", self._name, exception=exc, stale=True)
         return value
+
+
+def check_fallbacks_reachable(policies: Sequence[object]) -> None:
+    """Refuse policies (outermost first) where a `Fallback` can never run.
+
+    A fallback with the default `on=` never runs when a value fallback with the default
+    `on=` sits inside it: the inner one answers every error the outer one would. A handler
+    can still fail and `last_good` may have nothing fresh, so those leave the outer one
+    reachable.
+
+    Raises:
+        ValueError: Such a pair, naming both positions.
+    """
+    outer: int | None = None
+    for index, policy in enumerate(policies):
+        if not isinstance(policy, Fallback) or not policy._on_is_default:
+            continue
+        if outer is not None and policy._last_good is None and policy._handler is None:
+            raise ValueError(
+                f"the Fallback at position {outer} can never run: the Fallback at position "
+                f"{index}, inside it, answers every error it would; give the inner one a "
+                "narrower on=, or put Fallback.last_good inside the value fallback instead"
+            )
+        if outer is None:
+            outer = index
 
 
 class _LastGood:

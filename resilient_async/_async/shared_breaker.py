@@ -1,90 +1,59 @@
-"""The steps of a circuit breaker whose state lives behind a remote port (a RedisStore).
+"""The awaited steps of a circuit breaker whose state lives behind a remote port (a RedisStore).
 
-`CircuitBreaker(..., store=RedisStore(...))` stays a `CircuitBreaker`: at construction it
-makes one `SharedBreaker` and hands it every step that needs the state. Its own core is
-then held forced open, so the closed fast path never admits a call and its slow branch
-passes the call here; the memory breaker's hot path gains no check.
+`CircuitBreaker(..., store=RedisStore(...))` stays a `CircuitBreaker` (its type, errors,
+events and `repr`): it makes one `SharedBreaker` at construction and hands it the steps
+that reach the state. Admission (`enter`) and the outcome (`finish`, after `exit` answered
+`MUST_WAIT`) are awaited steps of the port, each one atomic on the server (or on the local
+fallback while the server is unreachable); everything else, the rules, events, error
+context and what counts as a failure, is the breaker's. As its outcomes are awaited, a
+pipeline runs such a breaker through its `call` (see `Guard.exit_may_wait`).
 
-Admission, outcomes and cancellations are awaited steps of the port (each one atomic on
-the server, or on the local fallback while the server is unreachable); everything else,
-the rules, events, error context and what counts as a failure, is the breaker's. `state`
-and `metrics()` cannot await: they read the server with a blocking, read-only step bounded
-by the store's `timeout` (and show what this process last saw when that read cannot be
-made). `force_open`, `disable` and `reset` apply at once to this process's view and reach
-the server with its next step through the breaker.
+`state` and `metrics()` cannot await: the port reads the server with a blocking, read-only
+step bounded by the store's `timeout` (and shows what this process last saw when that read
+cannot be made). `force_open`, `disable` and `reset` apply at once to this process's view
+and reach the server with its next step through the breaker.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from typing import TYPE_CHECKING
 
-from .._core.breaker import BreakerMetrics, BreakerState
 from ..context import attach_context
 from ..instrumentation import emit_to
 from . import _backend
-from .ports import BreakerPort, Control
+from .ports import BreakerPort
 
 if TYPE_CHECKING:
     from .breaker import CircuitBreaker
 
 __all__ = ["SharedBreaker"]
 
-P = ParamSpec("P")
-T = TypeVar("T")
+Token = tuple[int, float]  # the call's ticket, the time it started
 
 
 class SharedBreaker:
-    """What a `CircuitBreaker` on a remote port does in place of its in-memory steps."""
+    """What a `CircuitBreaker` on a remote port awaits in place of its in-memory steps."""
 
-    __slots__ = ("_breaker", "_now", "_port")
+    __slots__ = ("_breaker", "_port")
 
-    def __init__(
-        self, breaker: CircuitBreaker, port: BreakerPort, now: Callable[[], float]
-    ) -> None:
+    def __init__(self, breaker: CircuitBreaker, port: BreakerPort) -> None:
         self._breaker = breaker
         self._port = port
-        self._now = now  # the backend's clock, or the monotonic one where no loop runs
 
-    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run `fn(*args, **kwargs)` if the shared breaker admits it, and record its outcome.
+    async def enter(self) -> Token:
+        """Admit one call (a step of the port): its token, or raise `CircuitOpenError`."""
+        ticket = self._breaker._ticket_of(await self._port.acquire(_backend.current_time()))
+        return ticket, _backend.current_time()
 
-        The breaker has refused a call that starts after a sync deadline already.
-
-        Raises:
-            CircuitOpenError: The breaker is open, forced open, or half-open with every
-                probe permit taken across all processes.
-            TypeError: `fn` is of the other flavour (it then counts as nothing).
-        """
-        ticket = await self.enter()
-        start = _backend.current_time()
-        try:
-            result = await fn(*args, **kwargs)
-        except Exception as exc:
-            await self._misused(ticket, exc, fn)  # unasync: remove
-            await self.exit(ticket, start, exc)
-            raise
-        except BaseException:
-            await self._port.cancel(ticket, _backend.current_time())
-            raise
-        # unasync: sync-only: if type(result) is _backend.CoroutineType:
-        # unasync: sync-only:     self._check_result(ticket, result, fn)
-        await self.exit(ticket, start, None)
-        return result
-
-    async def enter(self) -> int:
-        """Admit one call (a step of the port): its ticket, or raise `CircuitOpenError`."""
-        admission = await self._port.acquire(_backend.current_time())
-        return self._breaker._ticket_of(admission)
-
-    async def exit(self, ticket: int, start: float, error: BaseException | None) -> None:
+    async def finish(self, token: Token, error: BaseException | None) -> None:
         """Record a finished call or block: a failure if `on` matches its error.
 
-        A cancellation (or `KeyboardInterrupt`, `SystemExit`) counts as nothing and gives a
-        probe's permit back.
+        A cancellation (or `KeyboardInterrupt`, `SystemExit`, a withdrawn call) counts as
+        nothing and gives a probe's permit back.
         """
+        ticket, start = token
         if error is not None and not isinstance(error, Exception):
-            await self._port.cancel(ticket, _backend.current_time())
+            await self._port.cancel(ticket, _backend.now())  # maybe closed outside its loop
             return
         failed = False
         if error is not None:
@@ -95,22 +64,6 @@ class SharedBreaker:
                 await self._record(ticket, start, error, failed)
             return
         await self._record(ticket, start, None, failed)
-
-    # --- state and control -----------------------------------------------------------------
-
-    def state(self) -> BreakerState:
-        """The state on the server (a blocking read), or as of this process's last step."""
-        return self._port.peek(self._now())
-
-    def metrics(self) -> BreakerMetrics:
-        """A snapshot of the server's state (a blocking read), or as of the last step."""
-        return self._port.metrics(self._now())
-
-    def control(self, command: Control) -> None:
-        """Apply a manual command to this process's view; the server gets it next step."""
-        self._breaker._report(self._port.control(command, self._now()))
-
-    # --- the steps -------------------------------------------------------------------------
 
     async def _record(
         self, ticket: int, start: float, error: Exception | None, failed: bool
@@ -129,21 +82,3 @@ class SharedBreaker:
         if error is not None:
             # The state the step just told: a failing call never waits on another read.
             attach_context(error, breaker._context_fields[self._port.seen(end)])
-
-    # unasync: begin-remove
-    async def _misused(self, ticket: int, exc: Exception, fn: object) -> None:
-        """Raise the clear error for a sync callable; the call then counts as nothing."""
-        try:
-            _backend.check_awaited(exc, fn, "CircuitBreaker")
-        except TypeError:
-            await self._port.cancel(ticket, _backend.current_time())  # a probe's permit back
-            raise
-
-    # unasync: end-remove
-    # unasync: sync-only: def _check_result(self, ticket: int, result: object, fn: object) -> None:
-    # unasync: sync-only:     """Refuse an async callable's coroutine: it counts as nothing."""
-    # unasync: sync-only:     try:
-    # unasync: sync-only:         _backend.check_result(result, fn, "CircuitBreaker")
-    # unasync: sync-only:     except TypeError:
-    # unasync: sync-only:         self._port.cancel(ticket, _backend.current_time())
-    # unasync: sync-only:         raise

@@ -321,3 +321,40 @@ def locked(lock: threading.Lock, fn: Callable[..., T], /, *args: Any) -> T:
     """Return `fn(*args)` called while holding `lock` (threads may share the state)."""
     with lock:
         return fn(*args)
+
+
+def locking(lock: threading.Lock, fn: Callable[..., T]) -> Callable[..., T]:
+    """Return a function that calls `fn` while holding `lock`: `locked` bound once."""
+
+    def call_locked(*args: Any) -> T:
+        with lock:
+            return fn(*args)
+
+    return call_locked
+
+
+def now() -> float:
+    """The library's clock: `current_time()` (sync code always has one)."""
+    return current_time()
+
+
+# --- fallback helpers --------------------------------------------------------------------
+
+
+def handler_answer(answer: object, handler: object) -> object:
+    """What `handler` answered, as it is: a coroutine is refused (see `check_result`).
+
+    Raises:
+        TypeError: `handler` is an async callable (it returned a coroutine).
+    """
+    check_result(answer, handler, "Fallback")
+    return answer
+
+
+def check_handler(handler: object) -> None:
+    """Refuse a coroutine function as a sync fallback's handler (see `check_guarded_callable`).
+
+    Raises:
+        TypeError: `handler` is an async function (or not callable).
+    """
+    check_guarded_callable(handler, "handler")

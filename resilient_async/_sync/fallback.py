@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, cast
 
@@ -24,7 +24,7 @@ from ..instrumentation import Hook, emit_to
 from . import _backend
 from .policy import NamedPolicy
 
-__all__ = ["Fallback", "degraded"]
+__all__ = ["Fallback", "check_fallbacks_reachable", "degraded"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -88,7 +88,7 @@ class Fallback(NamedPolicy, Generic[R]):
         if handler is not None and not callable(handler):
             raise TypeError(f"handler must be a callable, got {handler!r}")
         if handler is not None:
-            _backend.check_guarded_callable(handler, "handler")
+            _backend.check_handler(handler)
         self._value = value
         self._handler = handler
         self._matches = compile_on(on, default=_not_permanent)
@@ -136,11 +136,6 @@ class Fallback(NamedPolicy, Generic[R]):
         fallback._last_good = _LastGood(ttl, key, max_entries)
         return fallback
 
-    @property
-    def _answers_every_match(self) -> bool:
-        """True when this fallback never lets a matched error through (a plain value)."""
-        return self._last_good is None and self._handler is None
-
     def __repr__(self) -> str:
         kind = "last_good" if self._last_good else "handler" if self._handler else "value"
         return f"Fallback({kind}, name={self._name!r})"
@@ -157,6 +152,9 @@ class Fallback(NamedPolicy, Generic[R]):
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:
+            misuse = _backend.misuse_of(exc, fn, "Fallback")
+            if misuse is not None:
+                raise misuse from misuse.__cause__  # None: as `from None`
             if not self._matches(exc):
                 raise
             if last_good is not None:
@@ -174,9 +172,8 @@ class Fallback(NamedPolicy, Generic[R]):
         assert self._handler is not None
         token = DEGRADED.set(True)
         try:
-            answer = self._handler(exc, *args, **kwargs)
-            _backend.check_result(answer, self._handler, "Fallback")
-            return answer
+            handler = self._handler
+            return _backend.handler_answer(handler(exc, *args, **kwargs), handler)
         except Exception as failed:
             attach_context(failed, {"policy": self._name or "Fallback", "fallback": "failed"})
             raise
@@ -195,6 +192,31 @@ class Fallback(NamedPolicy, Generic[R]):
             raise exc
         emit_to(self._hooks, "fallback.used", self._name, exception=exc, stale=True)
         return value
+
+
+def check_fallbacks_reachable(policies: Sequence[object]) -> None:
+    """Refuse policies (outermost first) where a `Fallback` can never run.
+
+    A fallback with the default `on=` never runs when a value fallback with the default
+    `on=` sits inside it: the inner one answers every error the outer one would. A handler
+    can still fail and `last_good` may have nothing fresh, so those leave the outer one
+    reachable.
+
+    Raises:
+        ValueError: Such a pair, naming both positions.
+    """
+    outer: int | None = None
+    for index, policy in enumerate(policies):
+        if not isinstance(policy, Fallback) or not policy._on_is_default:
+            continue
+        if outer is not None and policy._last_good is None and policy._handler is None:
+            raise ValueError(
+                f"the Fallback at position {outer} can never run: the Fallback at position "
+                f"{index}, inside it, answers every error it would; give the inner one a "
+                "narrower on=, or put Fallback.last_good inside the value fallback instead"
+            )
+        if outer is None:
+            outer = index
 
 
 class _LastGood:

@@ -6,8 +6,9 @@ A pipeline is built once, as a chain of stages. Runs of consecutive guards (circ
 bulkhead, rate limiter, timeout) are folded into one stage that takes each guard's admission
 steps (`enter_nowait`, `enter`, `exit`) with plain method calls and exits them in reverse
 order, so they cost their own bookkeeping and no coroutine frame each. Policies that run the
-call themselves (retry, fallback, hedge, another pipeline, any custom `Policy`) wrap the next
-stage through their `call`. An error leaving the pipeline carries one merged error context:
+call themselves (retry, fallback, hedge, another pipeline, any custom `Policy`), and guards
+whose `exit` may have to wait (a breaker on a remote store), wrap the next stage through
+their `call`. An error leaving the pipeline carries one merged error context:
 each policy adds its fields, and a field set closer to the raise site is never overwritten.
 """
 
@@ -21,7 +22,7 @@ from .._core.checks import check_hooks
 from ..instrumentation import Hook
 from ..instrumentation import hooks as scoped_hooks
 from . import _backend
-from .fallback import Fallback
+from .fallback import check_fallbacks_reachable
 from .policy import MUST_WAIT, WITHDRAWN, Guard, NamedPolicy, Policy
 
 __all__ = ["Pipeline", "pipeline"]
@@ -65,7 +66,7 @@ class Pipeline(NamedPolicy):
         for index, policy in enumerate(policies):
             if not isinstance(policy, Policy):
                 raise TypeError(_not_a_policy(index, policy))
-        _check_fallbacks_reachable(policies)
+        check_fallbacks_reachable(policies)
         self._policies: tuple[Policy, ...] = policies
         self._hooks: tuple[Hook, ...] = check_hooks(hooks)
         self._name: str | None = None  # a pipeline names no events of its own
@@ -128,7 +129,11 @@ def _build_stages(policies: Sequence[Policy]) -> Run:
     inner: Run | None = None
     guards: list[Guard] = []
     for policy in reversed(policies):
-        if isinstance(policy, Guard) and type(policy).call is Guard.call:
+        if (
+            isinstance(policy, Guard)
+            and type(policy).call is Guard.call
+            and not policy.exit_may_wait
+        ):
             guards.insert(0, policy)
             continue
         if guards:
@@ -205,19 +210,3 @@ def _exit_all(
         except BaseException as replaced:  # a guard's own replacement (DeadlineExceeded)
             error = replaced
     return error
-
-
-def _check_fallbacks_reachable(policies: Sequence[Policy]) -> None:
-    """Reject a default-`on` Fallback shadowed by a value Fallback with the default `on`."""
-    outer: int | None = None
-    for index, policy in enumerate(policies):
-        if not isinstance(policy, Fallback) or not policy._on_is_default:
-            continue
-        if outer is not None and policy._answers_every_match:
-            raise ValueError(
-                f"the Fallback at position {outer} can never run: the Fallback at position "
-                f"{index}, inside it, answers every error it would; give the inner one a "
-                "narrower on=, or put Fallback.last_good inside the value fallback instead"
-            )
-        if outer is None:
-            outer = index

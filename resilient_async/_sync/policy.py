@@ -115,10 +115,12 @@ class Guard(NamedPolicy):
     - `enter()` waits for admission and returns the token (after `MUST_WAIT` only);
     - `exit(token, error)` records the outcome: `error` is None on success, the error the
       call raised, or `WITHDRAWN` for a call that counts as nothing. It may raise a
-      replacement (a timeout turns its own cancellation into `DeadlineExceeded`).
+      replacement (a timeout turns its own cancellation into `DeadlineExceeded`), and
+      returns `MUST_WAIT` when recording has to wait: `finish(token, error)` is then awaited
+      instead (a breaker whose state lives on a server), and `exit_may_wait` says so.
 
     A pipeline folds consecutive guards into one driver that calls these steps directly; a
-    guard class that overrides `call` is run through its `call` instead.
+    guard class that overrides `call`, or whose `exit_may_wait`, is run through its `call`.
     """
 
     __slots__ = ()
@@ -139,9 +141,21 @@ class Guard(NamedPolicy):
         """
         raise NotImplementedError
 
-    def exit(self, token: Any, error: BaseException | None) -> None:
-        """Record the outcome of the call admitted with `token`; never suppress `error`."""
+    def exit(self, token: Any, error: BaseException | None) -> Any:
+        """Record the outcome of the call admitted with `token`; never suppress `error`.
+
+        Returns None, or `MUST_WAIT` when recording has to wait: call `finish` then.
+        """
         raise NotImplementedError
+
+    def finish(self, token: Any, error: BaseException | None) -> None:
+        """Record the outcome when `exit` answered `MUST_WAIT` (an awaited step)."""
+        raise NotImplementedError
+
+    @property
+    def exit_may_wait(self) -> bool:
+        """Whether `exit` may answer `MUST_WAIT`; a pipeline then runs the guard by `call`."""
+        return False
 
     def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)` once the guard admits it, and record how it ended."""
@@ -153,14 +167,18 @@ class Guard(NamedPolicy):
         except BaseException as exc:
             misuse = _backend.misuse_of(exc, fn, self._kind)
             if misuse is not None:
-                self.exit(token, WITHDRAWN)
+                if self.exit(token, WITHDRAWN) is MUST_WAIT:
+                    self.finish(token, WITHDRAWN)
                 raise misuse from misuse.__cause__  # None: as `from None`
-            self.exit(token, exc)
+            if self.exit(token, exc) is MUST_WAIT:
+                self.finish(token, exc)
             raise
         if type(result) is _backend.CoroutineType:
-            self.exit(token, WITHDRAWN)
+            if self.exit(token, WITHDRAWN) is MUST_WAIT:
+                self.finish(token, WITHDRAWN)
             _backend.check_result(result, fn, self._kind)
-        self.exit(token, None)
+        if self.exit(token, None) is MUST_WAIT:
+            self.finish(token, None)
         return result
 
     def __enter__(self) -> Any:
@@ -182,7 +200,8 @@ class Guard(NamedPolicy):
         for index in range(len(held) - 1, -1, -1):
             if held[index][0] is self:
                 _held.set(held[:index] + held[index + 1 :])
-                self.exit(held[index][1], exc)
+                if self.exit(held[index][1], exc) is MUST_WAIT:
+                    self.finish(held[index][1], exc)
                 return
         raise RuntimeError(f"{self!r} exited without a matching enter")
 

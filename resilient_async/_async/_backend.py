@@ -732,20 +732,6 @@ def now() -> float:
 # --- fallback helpers --------------------------------------------------------------------
 
 
-def check_deadline() -> None:
-    """Nothing to check: an async deadline cancels what runs.
-
-    The sync twin's refuses a call that starts after the deadline.
-    """
-
-
-def check_result(result: object, fn: object, policy: str) -> None:
-    """Nothing to check: what an async callable returned was awaited.
-
-    The sync twin's refuses a coroutine: what an async callable given to it returns.
-    """
-
-
 async def handler_answer(answer: object, handler: object) -> object:
     """What `handler` answered, awaited when it is awaitable (a plain function's is as is).
 

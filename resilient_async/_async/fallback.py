@@ -145,7 +145,7 @@ class Fallback(NamedPolicy, Generic[R]):
             Exception: The original error when it is not matched by `on` (or `last_good` has
                 nothing fresh for the key); the handler's error, chained to the original.
         """
-        _backend.check_deadline()
+        # unasync: sync-only: _backend.check_deadline()
         last_good = self._last_good
         try:
             result = await fn(*args, **kwargs)
@@ -161,7 +161,7 @@ class Fallback(NamedPolicy, Generic[R]):
             if self._handler is None:
                 return cast(T, self._value)
             return cast(T, await self._run_handler(exc, args, kwargs))
-        _backend.check_result(result, fn, "Fallback")
+        # unasync: sync-only: _backend.check_result(result, fn, "Fallback")
         if last_good is not None:
             last_good.remember(args, kwargs, result, _backend.current_time())
         return result

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from datetime import timedelta
 from types import TracebackType
@@ -246,7 +246,7 @@ class CircuitBreaker(NamedPolicy):
 
     # --- guarding calls -----------------------------------------------------------------
 
-    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    async def call(self, fn: _backend.Fn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)` if the breaker admits it, and record its outcome.
 
         Raises:
@@ -282,7 +282,7 @@ class CircuitBreaker(NamedPolicy):
         return result
 
     async def _call_timed(
-        self, ticket: int, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+        self, ticket: int, fn: _backend.Fn[P, T], /, *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """Run an admitted call on the clock (time window or slow-call detection)."""
         start = _backend.current_time()

@@ -12,7 +12,7 @@ closer to the raise site is never overwritten.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ParamSpec, TypeVar, cast
 
 from .._core.checks import check_hooks
@@ -77,9 +77,9 @@ class Pipeline(NamedPolicy):
     def __repr__(self) -> str:
         return f"Pipeline({', '.join(map(repr, self.policies))})"
 
-    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    async def call(self, fn: _backend.Fn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)` through every policy, outermost first."""
-        target: Callable[..., Awaitable[Any]] = fn
+        target: _backend.Fn[..., Any] = fn
         for stage in self._stages:
             target = stage(target)
         if self._hooks:
@@ -115,7 +115,7 @@ def _not_a_policy(index: int, value: object) -> str:
     )
 
 
-Stage = Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]
+Stage = Callable[[_backend.Fn[..., Any]], _backend.Fn[..., Any]]
 
 
 def _build_stages(policies: Sequence[Policy]) -> tuple[Stage, ...]:
@@ -137,7 +137,7 @@ def _build_stages(policies: Sequence[Policy]) -> tuple[Stage, ...]:
 
 async def _run_guards(
     guards: tuple[Guard, ...],
-    fn: Callable[..., Awaitable[Any]],
+    fn: _backend.Fn[..., Any],
     /,
     *args: Any,
     **kwargs: Any,

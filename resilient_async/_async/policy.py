@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -40,11 +39,11 @@ class Policy:
     # then runs it through `call` instead of folding it into its own driver.
     _guard_folds: ClassVar[bool] = True
 
-    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    async def call(self, fn: _backend.Fn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)` under this policy and return its result."""
         raise NotImplementedError
 
-    def __call__(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    def __call__(self, fn: _backend.Fn[P, T]) -> _backend.Fn[P, T]:
         """Decorate `fn` so that every call runs under this policy.
 
         Raises:

@@ -41,7 +41,7 @@ from .ports import BudgetConfig, BudgetPort, MemoryBudgetPort, SharedBudgetPort
 
 if TYPE_CHECKING:
     # unasync: sync-only: from collections.abc import Callable, Iterator
-    from collections.abc import AsyncIterator, Awaitable, Callable  # unasync: remove
+    from collections.abc import AsyncIterator, Callable  # unasync: remove
 
 __all__ = ["DEFAULT_ON", "Attempt", "Retry", "RetryBudget", "RetryMetrics", "retry"]
 
@@ -263,7 +263,7 @@ class Retry(NamedPolicy):
             budget_refusals=refusals,
         )
 
-    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    async def call(self, fn: _backend.Fn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)`, retrying it as configured; return its first success.
 
         Raises:
@@ -291,7 +291,7 @@ class Retry(NamedPolicy):
         state = _RetryState(self, _ACTIVE_BUDGETS.get(), start=start)
         return await self._retry(state, error, None, fn, args, kwargs)
 
-    def __call__(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    def __call__(self, fn: _backend.Fn[P, T]) -> _backend.Fn[P, T]:
         """Decorate `fn` so that every call of it runs the retry loop.
 
         The result keeps `fn`'s signature and metadata (`functools.wraps`).
@@ -360,7 +360,7 @@ class Retry(NamedPolicy):
         return _Attempts(self)
 
     async def _call_guarded(
-        self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self, fn: _backend.Fn[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> T:
         """Run the loop when a timeout, a budget, `on_result` or own hooks need work first."""
         with self._lock:
@@ -388,7 +388,7 @@ class Retry(NamedPolicy):
     async def _run(
         self,
         state: _RetryState,
-        fn: Callable[..., Awaitable[T]],
+        fn: _backend.Fn[..., T],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> T:
@@ -408,7 +408,7 @@ class Retry(NamedPolicy):
         state: _RetryState,
         error: Exception | None,
         result: Any,
-        fn: Callable[..., Awaitable[T]],
+        fn: _backend.Fn[..., T],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> T:
@@ -444,7 +444,7 @@ class Retry(NamedPolicy):
 
 
 @overload
-def retry(fn: Callable[P, Awaitable[T]], /) -> Callable[P, Awaitable[T]]: ...
+def retry(fn: _backend.Fn[P, T], /) -> _backend.Fn[P, T]: ...
 
 
 @overload
@@ -463,7 +463,7 @@ def retry(
 
 
 def retry(
-    fn: Callable[P, Awaitable[T]] | None = None,
+    fn: _backend.Fn[P, T] | None = None,
     /,
     *,
     attempts: int = 3,
@@ -475,7 +475,7 @@ def retry(
     max_retry_after: float | timedelta = 60.0,
     on_result: Callable[[Any], object] | None = None,
     hooks: Iterable[Hook] = (),
-) -> Retry | Callable[P, Awaitable[T]]:
+) -> Retry | _backend.Fn[P, T]:
     """Return a `Retry` to decorate a function with: `@retry(attempts=5)`, or bare `@retry`.
 
     The same as `Retry(...)` with the same arguments, documented there. Used bare (no

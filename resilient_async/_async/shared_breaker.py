@@ -16,7 +16,7 @@ the server with its next step through the breaker.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from .._core.breaker import BreakerMetrics, BreakerState
@@ -46,7 +46,7 @@ class SharedBreaker:
         self._port = port
         self._now = now  # the backend's clock, or the monotonic one where no loop runs
 
-    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    async def call(self, fn: _backend.Fn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)` if the shared breaker admits it, and record its outcome.
 
         The breaker has refused a call that starts after a sync deadline already.

@@ -16,7 +16,7 @@ away.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from contextvars import ContextVar
 from datetime import timedelta
 from types import TracebackType
@@ -139,7 +139,7 @@ class Timeout(NamedPolicy):
     def __repr__(self) -> str:
         return f"Timeout({self._seconds!r}, name={self._name!r})"
 
-    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    async def call(self, fn: _backend.Fn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)` bounded by `seconds`.
 
         Raises:

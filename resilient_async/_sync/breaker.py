@@ -248,7 +248,7 @@ class CircuitBreaker(NamedPolicy):
 
     # --- guarding calls -----------------------------------------------------------------
 
-    def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    def call(self, fn: _backend.Fn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)` if the breaker admits it, and record its outcome.
 
         Raises:
@@ -282,7 +282,7 @@ class CircuitBreaker(NamedPolicy):
         return result
 
     def _call_timed(
-        self, ticket: int, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+        self, ticket: int, fn: _backend.Fn[P, T], /, *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """Run an admitted call on the clock (time window or slow-call detection)."""
         start = _backend.current_time()

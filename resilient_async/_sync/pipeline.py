@@ -79,9 +79,9 @@ class Pipeline(NamedPolicy):
     def __repr__(self) -> str:
         return f"Pipeline({', '.join(map(repr, self.policies))})"
 
-    def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    def call(self, fn: _backend.Fn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)` through every policy, outermost first."""
-        target: Callable[..., Any] = fn
+        target: _backend.Fn[..., Any] = fn
         for stage in self._stages:
             target = stage(target)
         if self._hooks:
@@ -117,7 +117,7 @@ def _not_a_policy(index: int, value: object) -> str:
     )
 
 
-Stage = Callable[[Callable[..., Any]], Callable[..., Any]]
+Stage = Callable[[_backend.Fn[..., Any]], _backend.Fn[..., Any]]
 
 
 def _build_stages(policies: Sequence[Policy]) -> tuple[Stage, ...]:
@@ -139,7 +139,7 @@ def _build_stages(policies: Sequence[Policy]) -> tuple[Stage, ...]:
 
 def _run_guards(
     guards: tuple[Guard, ...],
-    fn: Callable[..., Any],
+    fn: _backend.Fn[..., Any],
     /,
     *args: Any,
     **kwargs: Any,

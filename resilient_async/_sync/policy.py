@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -42,11 +41,11 @@ class Policy:
     # then runs it through `call` instead of folding it into its own driver.
     _guard_folds: ClassVar[bool] = True
 
-    def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    def call(self, fn: _backend.Fn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)` under this policy and return its result."""
         raise NotImplementedError
 
-    def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
+    def __call__(self, fn: _backend.Fn[P, T]) -> _backend.Fn[P, T]:
         """Decorate `fn` so that every call runs under this policy.
 
         Raises:

@@ -264,7 +264,7 @@ class Retry(NamedPolicy):
             budget_refusals=refusals,
         )
 
-    def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    def call(self, fn: _backend.Fn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)`, retrying it as configured; return its first success.
 
         Raises:
@@ -290,7 +290,7 @@ class Retry(NamedPolicy):
         state = _RetryState(self, _ACTIVE_BUDGETS.get(), start=start)
         return self._retry(state, error, None, fn, args, kwargs)
 
-    def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
+    def __call__(self, fn: _backend.Fn[P, T]) -> _backend.Fn[P, T]:
         """Decorate `fn` so that every call of it runs the retry loop.
 
         The result keeps `fn`'s signature and metadata (`functools.wraps`).
@@ -358,7 +358,7 @@ class Retry(NamedPolicy):
         return _Attempts(self)
 
     def _call_guarded(
-        self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self, fn: _backend.Fn[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> T:
         """Run the loop when a timeout, a budget, `on_result` or own hooks need work first."""
         with self._lock:
@@ -386,7 +386,7 @@ class Retry(NamedPolicy):
     def _run(
         self,
         state: _RetryState,
-        fn: Callable[..., T],
+        fn: _backend.Fn[..., T],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> T:
@@ -405,7 +405,7 @@ class Retry(NamedPolicy):
         state: _RetryState,
         error: Exception | None,
         result: Any,
-        fn: Callable[..., T],
+        fn: _backend.Fn[..., T],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> T:
@@ -441,7 +441,7 @@ class Retry(NamedPolicy):
 
 
 @overload
-def retry(fn: Callable[P, T], /) -> Callable[P, T]: ...
+def retry(fn: _backend.Fn[P, T], /) -> _backend.Fn[P, T]: ...
 
 
 @overload
@@ -460,7 +460,7 @@ def retry(
 
 
 def retry(
-    fn: Callable[P, T] | None = None,
+    fn: _backend.Fn[P, T] | None = None,
     /,
     *,
     attempts: int = 3,
@@ -472,7 +472,7 @@ def retry(
     max_retry_after: float | timedelta = 60.0,
     on_result: Callable[[Any], object] | None = None,
     hooks: Iterable[Hook] = (),
-) -> Retry | Callable[P, T]:
+) -> Retry | _backend.Fn[P, T]:
     """Return a `Retry` to decorate a function with: `@retry(attempts=5)`, or bare `@retry`.
 
     The same as `Retry(...)` with the same arguments, documented there. Used bare (no

@@ -48,7 +48,7 @@ class SharedBreaker:
         self._port = port
         self._now = now  # the backend's clock, or the monotonic one where no loop runs
 
-    def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    def call(self, fn: _backend.Fn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)` if the shared breaker admits it, and record its outcome.
 
         The breaker has refused a call that starts after a sync deadline already.

@@ -18,7 +18,7 @@ away.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from contextvars import ContextVar
 from datetime import timedelta
 from types import TracebackType
@@ -141,7 +141,7 @@ class Timeout(NamedPolicy):
     def __repr__(self) -> str:
         return f"Timeout({self._seconds!r}, name={self._name!r})"
 
-    def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    def call(self, fn: _backend.Fn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)` bounded by `seconds`.
 
         Raises:

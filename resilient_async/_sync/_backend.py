@@ -31,9 +31,11 @@ __all__ = [
     "Event",
     "Fn",
     "Lock",
+    "locked",
     "check_deadline",
     "check_guarded_callable",
     "check_result",
+    "misuse_of",
     "clock_offset",
     "current_time",
     "remaining_until",
@@ -210,7 +212,7 @@ def wait_event(event: Event, seconds: float) -> bool:
 
 
 def yield_now() -> None:
-    """Yield to other tasks once, delivering a pending cancellation: a cheap `checkpoint()`.
+    """Yield to other tasks once, delivering a pending cancellation: a cheap checkpoint.
 
     For loops that checkpoint on every turn (a retry with zero wait): on asyncio it is
     `asyncio.sleep(0)` and on trio `trio.lowlevel.checkpoint()`, called directly rather than
@@ -235,6 +237,11 @@ def check_result(result: object, fn: object, policy: str) -> None:
             f"{policy}.call needs a sync callable, but {name} returned a coroutine: it is "
             f"an async callable; use resilient_async.{policy} (awaited) for async code"
         )
+
+
+def misuse_of(exc: BaseException, fn: object, policy: str) -> TypeError | None:
+    """None: a sync call's misuse (an async callable) shows in its result, see `check_result`."""
+    return None
 
 
 def check_deadline() -> None:
@@ -287,3 +294,12 @@ class Background:
 
     def stop(self) -> None:
         """Let the thread see its stop condition on its own; never blocks the caller."""
+
+
+# --- the lock difference between the twins ---------------------------------------------
+
+
+def locked(lock: threading.Lock, fn: Callable[..., T], /, *args: Any) -> T:
+    """Return `fn(*args)` called while holding `lock` (threads may share the state)."""
+    with lock:
+        return fn(*args)

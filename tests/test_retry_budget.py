@@ -160,9 +160,9 @@ def test_budgets_share_state_through_a_store() -> None:
     first = RetryBudget(0.0, 0.1, 10.0, name="api", store=store)
     second = RetryBudget(0.0, 0.1, 10.0, name="api", store=store)
     other = RetryBudget(0.0, 0.1, 10.0, name="other", store=store)
-    assert first._try_withdraw(0.0)
-    assert not second._try_withdraw(0.0)  # one retry per window, already used by `first`
-    assert other._try_withdraw(0.0)
+    assert first.try_withdraw(0.0)
+    assert not second.try_withdraw(0.0)  # one retry per window, already used by `first`
+    assert other.try_withdraw(0.0)
     with pytest.raises(ValueError, match="already exists"):
         RetryBudget(0.5, 0.1, 10.0, name="api", store=store)
     with pytest.raises(ValueError, match="name is required"):

@@ -305,3 +305,14 @@ class Background:
 
     def stop(self) -> None:
         """Let the thread see its stop condition on its own; never blocks the caller."""
+
+
+# --- retry helpers ---
+
+
+def check_awaited(exc: BaseException, fn: object, policy: str) -> None:
+    """Nothing to check: a sync policy awaits nothing (`check_result` refuses async callables).
+
+    The async twin turns the error of a sync callable given to an async policy into a clear
+    `TypeError`; this one lets generated code call it on the same error path.
+    """

@@ -18,7 +18,15 @@ from typing import Final, Literal, TypeAlias, final
 
 from ..backoff import Backoff
 
-__all__ = ["GIVE_UP", "Decision", "Outcome", "RetryPlan", "StopReason", "attempt_limit"]
+__all__ = [
+    "GIVE_UP",
+    "RETRY_NOW",
+    "Decision",
+    "Outcome",
+    "RetryPlan",
+    "StopReason",
+    "attempt_limit",
+]
 
 StopReason: TypeAlias = Literal[
     "not_retryable", "attempts", "deadline", "budget", "retry_after", "circuit_open"
@@ -61,6 +69,9 @@ GIVE_UP: Final[dict[StopReason, Decision]] = {
     for reason in ("not_retryable", "attempts", "deadline", "budget", "retry_after", "circuit_open")
 }
 """The give-up decisions, one per stop reason (decisions are never mutated)."""
+
+RETRY_NOW: Final = Decision(0.0)
+"""The decision to retry at once (testing mode, a zero backoff): made once, not per retry."""
 
 
 def attempt_limit(attempts: int, testing_attempts: int | None) -> int:
@@ -139,7 +150,7 @@ class RetryPlan:
             delay = 0.0
         if now + delay >= deadline:
             return GIVE_UP["retry_after" if hinted and delay else "deadline"]
-        return Decision(delay)
+        return RETRY_NOW if delay == 0.0 else Decision(delay)
 
     @staticmethod
     def settle(decision: Decision, allowed: bool) -> Decision:

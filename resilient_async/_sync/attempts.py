@@ -141,11 +141,14 @@ class Attempts:
 
     def _start(self) -> None:
         policy = self.policy
-        policy._count_call()
+        with policy._lock:
+            policy._calls += 1
         self.start = now = _backend.current_time()
-        self.own_budgets = join_budget(policy.budget)
-        if policy.timeout is not None:
-            self.deadline = now + policy.timeout
+        if policy._budget is not None:
+            self.own_budgets = join_budget(policy._budget)
+        timeout = policy._timeout
+        if timeout is not None:
+            self.deadline = now + timeout
 
     def state(self) -> RetryLoop:
         """Return the loop's state, made on first use (the first failure)."""

@@ -78,10 +78,10 @@ class RetryLoop:
         settings = testing_settings()
         testing = settings.active
         self.plan = RetryPlan(
-            policy.backoff,
+            policy._backoff,
             _RNG,
-            limit=attempt_limit(policy.max_attempts, settings.attempts if testing else None),
-            max_retry_after=policy.max_retry_after,
+            limit=attempt_limit(policy._max_attempts, settings.attempts if testing else None),
+            max_retry_after=policy._max_retry_after,
             no_wait=testing,
         )
 
@@ -97,70 +97,55 @@ class RetryLoop:
             self.start = now
         return now - self.start
 
-    def decide(self, error: Exception) -> float | None:
-        """Return the wait before the next attempt, or None to stop with `error`.
+    def decide(self, error: Exception | None, result: Any = NO_RESULT) -> float | None:
+        """Return the wait before the next attempt, or None to stop.
 
+        `error` is the failed attempt's exception, or None (with `result`) for a result that
+        `on_result` rejected: on a stop the loop re-raises the one, or returns the other.
         Withdraws from the budgets kept in this process when it decides to retry (the
         shared ones are left `owed`); on a stop, attaches the loop's fields to the error's
         context and emits `retry.gave_up`.
         """
         policy = self.policy
+        plan = self.plan
         own = policy._hooks
-        if own or enabled():  # one check, rather than building an event for no hook
+        listening = own or enabled()  # one check, rather than events for no hook
+        if listening:
             emit_to(
                 own,
                 "retry.attempt_failed",
                 policy._name,
-                attempt=self.plan.attempt,
-                exception=error,
+                attempt=plan.attempt,
+                **_failure(error, result),
                 elapsed=self.elapsed(),
             )
-        if policy._stops_on_open and isinstance(error, CircuitOpenError):
-            return self._schedule("circuit_open", error, None, NO_RESULT)
-        if not policy._matches(error) or NO_RETRY.get():
-            return self._schedule("not_retryable", error, None, NO_RESULT)
-        return self._schedule("retryable", error, retry_after(error), NO_RESULT)
-
-    def decide_result(self, result: Any) -> float | None:
-        """Like `decide`, for a result that `on_result` rejected: None to return it."""
-        policy = self.policy
-        own = policy._hooks
-        if own or enabled():
-            emit_to(
-                own,
-                "retry.attempt_failed",
-                policy._name,
-                attempt=self.plan.attempt,
-                result=result,
-                elapsed=self.elapsed(),
-            )
-        outcome: Outcome = "not_retryable" if NO_RETRY.get() else "retryable"
-        return self._schedule(outcome, None, None, result)
-
-    def _schedule(
-        self, outcome: Outcome, error: Exception | None, hint: float | None, result: Any
-    ) -> float | None:
-        """Ask the plan, then the local budgets; emit `retry.scheduled` or stop."""
+        outcome: Outcome = "retryable"
+        hint = None
+        if error is None:
+            if NO_RETRY.get():
+                outcome = "not_retryable"
+        elif policy._stops_on_open and isinstance(error, CircuitOpenError):
+            outcome = "circuit_open"
+        elif not policy._matches(error) or NO_RETRY.get():
+            outcome = "not_retryable"
+        else:
+            hint = retry_after(error)
         now = 0.0
         deadline = math.inf
         if outcome == "retryable":
-            deadline = min(effective_deadline(), self.deadline)
+            deadline = effective_deadline()
+            if self.deadline < deadline:  # noqa: PLR1730 (one call less than `min` per retry)
+                deadline = self.deadline
             if deadline != math.inf or self.budgets:
                 now = _backend.current_time()
-        plan = self.plan
         decision = plan.decide(outcome, hint, now, deadline)
-        if decision.retries and self.budgets:
+        if self.budgets and decision.retries:
             decision = plan.settle(decision, self._withdraw_local(now))
         reason = decision.stop_reason
         if reason is not None:
             self.stop(error, reason, result)
             return None
-        policy = self.policy
-        own = policy._hooks
-        if own or enabled():
-            fields: dict[str, Any] = (
-                {"exception": error} if result is NO_RESULT else {"result": result}
-            )
+        if listening:
             emit_to(
                 own,
                 "retry.scheduled",
@@ -168,7 +153,7 @@ class RetryLoop:
                 attempt=plan.attempt,
                 delay=decision.delay,
                 elapsed=self.elapsed(),
-                **fields,
+                **_failure(error, result),
             )
         return decision.delay
 
@@ -207,7 +192,7 @@ class RetryLoop:
 
     def next_attempt(self) -> None:
         """Count the attempt that is about to start."""
-        self.plan.next_attempt()
+        self.plan.attempt += 1  # `RetryPlan.next_attempt`, inlined: one call less per retry
         policy = self.policy
         with policy._lock:
             policy._retries += 1
@@ -225,13 +210,9 @@ class RetryLoop:
             policy._gave_up[reason] = policy._gave_up.get(reason, 0) + 1
             if reason == "budget":
                 policy._budget_refusals += 1
-        fields: dict[str, Any]
         if error is not None:
             context = {"attempt": attempt, "policy": name or "Retry", "stop_reason": reason}
             attach_context(error, context)
-            fields = {"exception": error}
-        else:
-            fields = {"result": result}
         own = policy._hooks
         if own or enabled():
             emit_to(
@@ -240,9 +221,14 @@ class RetryLoop:
                 name,
                 attempt=attempt,
                 stop_reason=reason,
+                **_failure(error, result),
                 elapsed=self.elapsed(),
-                **fields,
             )
+
+
+def _failure(error: Exception | None, result: Any) -> dict[str, Any]:
+    """The event field that tells what failed: the `exception`, or a rejected `result`."""
+    return {"exception": error} if error is not None else {"result": result}
 
 
 def guarded_call(
@@ -286,35 +272,39 @@ def run_loop(
     Starts with an attempt, or, given the `error` of a first attempt that failed, with
     the decision that follows it.
     """
-    on_result = state.policy.on_result
+    on_result = state.policy._on_result
     result: Any = NO_RESULT
+    if error is None:  # a guarded call: its first attempt
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as exc:
+            _backend.check_awaited(exc, fn, "Retry")
+            error = exc
+        else:
+            _backend.check_result(result, fn, "Retry")
+            if on_result is None or not on_result(result):
+                return result  # type: ignore[no-any-return]
     try:
         while True:
-            if error is None:
-                try:
-                    result = fn(*args, **kwargs)
-                except Exception as exc:
-                    if state.plan.attempt == 1:
-                        _backend.check_awaited(exc, fn, "Retry")
-                    error = exc
-                else:
-                    _backend.check_result(result, fn, "Retry")
-                    if on_result is None or not on_result(result):
-                        return result  # type: ignore[no-any-return]
-            if error is not None:
-                delay = state.decide(error)
-                if delay is None or (state.owed and not state.settle(error)):
+            delay = state.decide(error, result)
+            if delay is None or (state.owed and not state.settle(error, result)):
+                if error is not None:
                     raise error
-            else:
-                delay = state.decide_result(result)
-                if delay is None or (state.owed and not state.settle(None, result)):
-                    return result  # type: ignore[no-any-return]
+                return result  # type: ignore[no-any-return]
             # The wait, inlined: one coroutine less per retry.
             if delay > 0.0:
                 _backend.sleep(delay)
             else:
                 _backend.yield_now()  # a zero wait still lets other tasks run
             state.next_attempt()
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as exc:
+                error = exc
+                continue
             error = None
+            _backend.check_result(result, fn, "Retry")
+            if on_result is None or not on_result(result):
+                return result  # type: ignore[no-any-return]
     finally:
         del error  # no reference cycle between this frame and the traceback

@@ -14,7 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from resilient_async import backoff
 from resilient_async._core import retry as core
-from resilient_async._core.retry import GIVE_UP, Decision, RetryPlan, attempt_limit
+from resilient_async._core.retry import GIVE_UP, RETRY_NOW, Decision, RetryPlan
 
 
 class Recorder(backoff.Backoff):
@@ -120,17 +120,18 @@ def test_no_wait_makes_every_wait_zero_but_a_zero_wait_still_cannot_pass_the_dea
     assert plan(5.0, no_wait=True).decide("retryable", 30.0, 3.0, 3.0) is GIVE_UP["deadline"]
 
 
+def test_a_zero_wait_retry_is_one_shared_decision() -> None:
+    assert plan(0.0).decide("retryable", None, 0.0, math.inf) is RETRY_NOW
+    assert plan(5.0, no_wait=True).decide("retryable", None, 0.0, math.inf) is RETRY_NOW
+    assert RETRY_NOW.retries
+    assert RETRY_NOW.delay == 0.0
+
+
 def test_settle_keeps_an_allowed_retry_and_turns_a_refused_one_into_a_budget_stop() -> None:
     retry = Decision(0.5)
     assert RetryPlan.settle(retry, True) is retry
     assert RetryPlan.settle(retry, False) is GIVE_UP["budget"]
     assert RetryPlan.settle(GIVE_UP["deadline"], False) is GIVE_UP["deadline"]
-
-
-def test_attempt_limit_caps_the_attempts_under_testing() -> None:
-    assert attempt_limit(5, None) == 5
-    assert attempt_limit(5, 2) == 2
-    assert attempt_limit(2, 5) == 2
 
 
 @settings(max_examples=200, deadline=None)

@@ -25,7 +25,6 @@ __all__ = [
     "Outcome",
     "RetryPlan",
     "StopReason",
-    "attempt_limit",
 ]
 
 StopReason: TypeAlias = Literal[
@@ -74,18 +73,13 @@ RETRY_NOW: Final = Decision(0.0)
 """The decision to retry at once (testing mode, a zero backoff): made once, not per retry."""
 
 
-def attempt_limit(attempts: int, testing_attempts: int | None) -> int:
-    """Return how many attempts a loop makes: the policy's, capped by testing settings."""
-    return attempts if testing_attempts is None else min(attempts, testing_attempts)
-
-
 class RetryPlan:
     """The decisions of one retry loop, from its first failed attempt on.
 
     Args:
         backoff: The wait schedule.
         rng: Where jitter is drawn from.
-        limit: Attempts at most, >= 1 (see `attempt_limit`).
+        limit: Attempts at most, >= 1 (the policy's, or fewer under testing settings).
         max_retry_after: The longest server hint the loop waits for, in seconds.
         no_wait: Make every wait zero (testing mode); deadlines still apply.
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from .._core.deadlines import effective_deadline
 from .._core.no_retry import NO_RETRY
-from .._core.retry import Outcome, RetryPlan, StopReason, attempt_limit
+from .._core.retry import Outcome, RetryPlan, StopReason
 from ..classify import retry_after
 from ..context import attach_context
 from ..errors import CircuitOpenError, DeadlineExceeded
@@ -76,13 +76,15 @@ class RetryLoop:
         self.start = start
         self.owed: tuple[RetryBudget, ...] = ()
         settings = testing_settings()
-        testing = settings.active
+        limit = policy._max_attempts
+        if settings.active and settings.attempts is not None:
+            limit = min(limit, settings.attempts)
         self.plan = RetryPlan(
             policy._backoff,
             _RNG,
-            limit=attempt_limit(policy._max_attempts, settings.attempts if testing else None),
+            limit=limit,
             max_retry_after=policy._max_retry_after,
-            no_wait=testing,
+            no_wait=settings.active,
         )
 
     @property

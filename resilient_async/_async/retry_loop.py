@@ -238,8 +238,9 @@ async def guarded_call(
     kwargs: dict[str, Any],
 ) -> T:
     """Run a loop that needs work before its first attempt (a timeout, a budget, own hooks)."""
+    _backend.check_deadline()
     policy._count_call()
-    budgets, token = enter_budget(policy.budget)
+    budgets, token = enter_budget(policy._budget)
     try:
         start = _backend.current_time()
         state = RetryLoop(policy, budgets, start=start)
@@ -247,7 +248,7 @@ async def guarded_call(
         if timeout is None:
             return await run_loop(state, fn, args, kwargs)
         scope = _backend.DeadlineScope(start + timeout, timeout)
-        # unasync: sync-only: scope.report_as(policy._name, policy._hooks)
+        _backend.report_overrun(scope, policy._name, policy._hooks)
         try:
             with scope:
                 return await run_loop(state, fn, args, kwargs)
@@ -281,7 +282,7 @@ async def run_loop(
             _backend.check_awaited(exc, fn, "Retry")
             error = exc
         else:
-            # unasync: sync-only: _backend.check_result(result, fn, "Retry")
+            _backend.check_result(result, fn, "Retry")
             if on_result is None or not on_result(result):
                 return result  # type: ignore[no-any-return]
     try:
@@ -303,7 +304,7 @@ async def run_loop(
                 error = exc
                 continue
             error = None
-            # unasync: sync-only: _backend.check_result(result, fn, "Retry")
+            _backend.check_result(result, fn, "Retry")
             if on_result is None or not on_result(result):
                 return result  # type: ignore[no-any-return]
     finally:

@@ -332,3 +332,8 @@ def check_awaited(exc: BaseException, fn: object, policy: str) -> None:
     The async twin turns the error of a sync callable given to an async policy into a clear
     `TypeError`; this one lets generated code call it on the same error path.
     """
+
+
+def report_overrun(scope: DeadlineScope, policy: str | None, hooks: tuple[Any, ...]) -> None:
+    """Name the policy (and its own hooks) that `scope`'s `timeout.overrun` event comes from."""
+    scope.report_as(policy, hooks)

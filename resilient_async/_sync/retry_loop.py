@@ -240,8 +240,9 @@ def guarded_call(
     kwargs: dict[str, Any],
 ) -> T:
     """Run a loop that needs work before its first attempt (a timeout, a budget, own hooks)."""
+    _backend.check_deadline()
     policy._count_call()
-    budgets, token = enter_budget(policy.budget)
+    budgets, token = enter_budget(policy._budget)
     try:
         start = _backend.current_time()
         state = RetryLoop(policy, budgets, start=start)
@@ -249,7 +250,7 @@ def guarded_call(
         if timeout is None:
             return run_loop(state, fn, args, kwargs)
         scope = _backend.DeadlineScope(start + timeout, timeout)
-        scope.report_as(policy._name, policy._hooks)
+        _backend.report_overrun(scope, policy._name, policy._hooks)
         try:
             with scope:
                 return run_loop(state, fn, args, kwargs)

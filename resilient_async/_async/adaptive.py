@@ -10,7 +10,7 @@ finish. Cancelled calls are not samples.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from contextvars import ContextVar
 from datetime import timedelta
 from types import TracebackType
@@ -128,7 +128,7 @@ class AdaptiveBulkhead(Bulkhead):
             f"queue={self.queue!r})"
         )
 
-    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    async def call(self, fn: _backend.Fn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)` in a slot and learn from its latency and outcome.
 
         Raises:

@@ -16,7 +16,7 @@ is untouched by this.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, NoReturn, ParamSpec, Protocol, TypeVar
@@ -227,7 +227,7 @@ class Bulkhead(Guard):
         with self._lock:
             return self._ledger.metrics()
 
-    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    async def call(self, fn: _backend.Fn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)` in a slot, waiting in the queue for one if allowed.
 
         Raises:

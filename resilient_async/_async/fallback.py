@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, cast
 
@@ -76,7 +76,7 @@ class Fallback(NamedPolicy, Generic[R]):
         self,
         value: R = _NOT_GIVEN,
         *,
-        handler: Callable[..., Awaitable[R] | R] | None = None,
+        handler: _backend.Fn[..., R] | Callable[..., R] | None = None,
         on: OnSpec | DefaultType = DEFAULT,
         name: str | None = None,
         hooks: Iterable[Hook] = (),
@@ -138,7 +138,7 @@ class Fallback(NamedPolicy, Generic[R]):
         kind = "last_good" if self._last_good else "handler" if self._handler else "value"
         return f"Fallback({kind}, name={self._name!r})"
 
-    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    async def call(self, fn: _backend.Fn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)`; on a matched error, return the fallback's answer.
 
         Raises:
@@ -150,9 +150,7 @@ class Fallback(NamedPolicy, Generic[R]):
         try:
             result = await fn(*args, **kwargs)
         except Exception as exc:
-            misuse = _backend.misuse_of(exc, fn, "Fallback")
-            if misuse is not None:
-                raise misuse from misuse.__cause__  # None: as `from None`
+            _backend.check_awaited(exc, fn, "Fallback")
             if not self._matches(exc):
                 raise
             if last_good is not None:

@@ -229,7 +229,7 @@ class Bulkhead(Guard):
         with self._lock:
             return self._ledger.metrics()
 
-    def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    def call(self, fn: _backend.Fn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)` in a slot, waiting in the queue for one if allowed.
 
         Raises:

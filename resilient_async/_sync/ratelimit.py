@@ -12,7 +12,7 @@ vain. A waiter that is cancelled gives its reservation back, and the waiters beh
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Hashable, Iterable
 from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, NoReturn, ParamSpec, TypeVar
@@ -184,7 +184,7 @@ class RateLimiter(Guard):
         """How many callers wait for tokens now (0 with a shared store: none queue here)."""
         return self._state.bucket.waiting
 
-    def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    def call(self, fn: _backend.Fn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Take one token (waiting for it if allowed), then run `fn(*args, **kwargs)`.
 
         Raises:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from resilient_async import backoff
 from resilient_async import sync as ra
 from resilient_async.instrumentation import hooks
@@ -78,3 +80,17 @@ def test_sync_pipeline_under_threads_never_exceeds_the_bulkhead() -> None:
     assert peak <= 3
     assert bulkhead.in_use == 0
     assert bulkhead.metrics().completed == 160
+
+
+def test_a_folded_breaker_counts_an_async_callable_as_nothing() -> None:
+    # Regression: folded into the guard run, the breaker recorded the refusal as an outcome.
+    breaker = ra.CircuitBreaker("b", min_calls=1, window=1, on=Exception)
+    guarded = ra.pipeline(ra.Timeout(5), breaker)
+
+    async def coroutine_fn() -> int:
+        return 1
+
+    with pytest.raises(TypeError, match=r"Pipeline\.call needs a sync callable"):
+        guarded.call(coroutine_fn)  # type: ignore[arg-type]
+    assert breaker.metrics().calls == 0
+    assert breaker.state is ra.BreakerState.CLOSED

@@ -166,7 +166,7 @@ class _GuardStage:
     def __init__(self, guards: tuple[Guard, ...], inner: Run | None) -> None:
         self._guards = guards
         self._inner = inner
-        self.run: Run = self._run
+        self.run: Run = self._run if len(guards) > 1 else self._run_one
 
     async def _run(self, fn: _backend.Fn[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         entered: list[tuple[Guard, Any]] = []
@@ -177,11 +177,9 @@ class _GuardStage:
                 if token is MUST_WAIT:
                     token = await guard.enter()
                 entered.append((guard, token))
-            if inner is None:
-                result = await fn(*args, **kwargs)
-                # unasync: sync-only: _backend.check_result(result, fn, "Pipeline")
-            else:
-                result = await inner(fn, *args, **kwargs)
+            result = (
+                await fn(*args, **kwargs) if inner is None else await inner(fn, *args, **kwargs)
+            )
         except BaseException as exc:
             misuse = None if inner is not None else _backend.misuse_of(exc, fn, "Pipeline")
             if misuse is not None:
@@ -192,9 +190,39 @@ class _GuardStage:
                 raise
             assert error is not None
             raise error from exc  # a guard's replacement (DeadlineExceeded for its cancellation)
+        # unasync: sync-only: if inner is None and type(result) is _backend.CoroutineType:
+        # unasync: sync-only:     _exit_all(entered, WITHDRAWN)  # an async callable: never ran
+        # unasync: sync-only:     _backend.check_result(result, fn, "Pipeline")
         error = _exit_all(entered, None)
         if error is not None:
             raise error
+        return result
+
+    async def _run_one(self, fn: _backend.Fn[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """`_run` for a run of one guard (say a breaker between two other policies)."""
+        guard = self._guards[0]
+        inner = self._inner
+        token = guard.enter_nowait()
+        if token is MUST_WAIT:
+            token = await guard.enter()
+        try:
+            result = (
+                await fn(*args, **kwargs) if inner is None else await inner(fn, *args, **kwargs)
+            )
+        except BaseException as exc:
+            misuse = None if inner is not None else _backend.misuse_of(exc, fn, "Pipeline")
+            if misuse is not None:
+                guard.exit(token, WITHDRAWN)
+                raise misuse from misuse.__cause__  # None: as `from None`
+            error = _exit_all([(guard, token)], exc)
+            if error is exc:
+                raise
+            assert error is not None
+            raise error from exc  # the guard's replacement (DeadlineExceeded for its cancellation)
+        # unasync: sync-only: if inner is None and type(result) is _backend.CoroutineType:
+        # unasync: sync-only:     guard.exit(token, WITHDRAWN)  # an async callable: never ran
+        # unasync: sync-only:     _backend.check_result(result, fn, "Pipeline")
+        guard.exit(token, None)
         return result
 
 

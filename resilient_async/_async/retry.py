@@ -28,6 +28,7 @@ from .._core.checks import check_hooks, check_name, check_seconds
 from .._core.deadlines import effective_deadline
 from .._core.no_retry import NO_RETRY
 from .._core.retry_metrics import RetryMetrics
+from .._core.signals import is_catchable
 from ..backoff import Backoff, exponential
 from ..classify import DEFAULT, DefaultType, ErrorClass, OnSpec, compile_on, retry_after
 from ..context import attach_context
@@ -697,7 +698,7 @@ class Attempt:
             if token is not None:
                 self._token = None
                 _ACTIVE_BUDGETS.reset(token)
-        if not isinstance(exc, Exception):
+        if not is_catchable(exc):
             return False  # a success, or a stop signal that must propagate untouched
         state = loop.state()
         loop.delay = state.decide(exc)

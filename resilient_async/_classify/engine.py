@@ -297,7 +297,7 @@ def class_matcher(wanted: ErrorClass) -> Predicate:
     """Return a matcher for `compile_on`: an `Exception` that classifies as `wanted` now."""
 
     def matches(exc: BaseException) -> bool:
-        if not isinstance(exc, Exception):  # `is_stop_signal`, inlined (see `on`)
+        if not isinstance(exc, Exception):  # `is_catchable`, inlined (see `on`)
             return False
         classifier = _current.get()
         if classifier is None:
@@ -311,7 +311,7 @@ def classes_matcher(wanted: frozenset[ErrorClass]) -> Predicate:
     """Return a matcher for `compile_on`: an `Exception` that classifies as one of `wanted`."""
 
     def matches(exc: BaseException) -> bool:
-        if not isinstance(exc, Exception):  # `is_stop_signal`, inlined
+        if not isinstance(exc, Exception):  # `is_catchable`, inlined
             return False
         classifier = _current.get()
         if classifier is None:

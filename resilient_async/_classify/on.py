@@ -130,7 +130,7 @@ def _set_matcher(spec: AbstractSet[object], param: str) -> Callable[[BaseExcepti
     return classes_matcher(frozenset(classes))
 
 
-# Every matcher starts with `not is_stop_signal(exc)`, inlined as `isinstance(exc, Exception)`:
+# Every matcher starts with `is_catchable(exc)`, inlined as `isinstance(exc, Exception)`:
 # a matcher runs on every failure a policy sees, and a call would double a type match's cost.
 
 

@@ -2,10 +2,10 @@
 
 Two questions, one home:
 
-- `is_stop_signal(exc)` asks it of a raised error at run time, the way every policy does:
-  anything that is not an `Exception` (cancellation on asyncio, trio or anyio,
-  `KeyboardInterrupt`, `SystemExit`, `GeneratorExit`, a group holding one of them) must
-  propagate untouched.
+- `is_catchable(exc)` asks it of a raised error at run time, the way every policy does: only
+  an `Exception` may be caught. Anything else (cancellation on asyncio, trio or anyio,
+  `KeyboardInterrupt`, `SystemExit`, `GeneratorExit`, a group holding one of them) is a stop
+  signal and propagates untouched.
 - `is_stop_type(cls)` asks it of an exception type, for classification (such an error is
   `ErrorClass.CANCELLED`) and to reject an `on=` that names one: the `STOP_SIGNALS` and
   `trio.Cancelled`, looked up without ever importing trio.
@@ -15,18 +15,24 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-__all__ = ["STOP_SIGNALS", "is_stop_signal", "is_stop_type"]
+if TYPE_CHECKING:
+    from typing_extensions import TypeIs
+
+__all__ = ["STOP_SIGNALS", "is_catchable", "is_stop_type"]
 
 # concurrent.futures.CancelledError (an Exception, raised by a cancelled future's result()) is
 # classified as CANCELLED too, but a policy may catch it: it is not listed here.
 STOP_SIGNALS: Final = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
 
 
-def is_stop_signal(exc: BaseException) -> bool:
-    """Tell whether `exc` must pass through every policy untouched: it is not an `Exception`."""
-    return not isinstance(exc, Exception)
+def is_catchable(exc: BaseException | None) -> TypeIs[Exception]:
+    """Tell whether a policy may catch, count or hide `exc`: False for a stop signal and None.
+
+    Hot matchers inline it as `isinstance(exc, Exception)` (see `resilient_async._classify.on`).
+    """
+    return isinstance(exc, Exception)
 
 
 def is_stop_type(cls: type[BaseException]) -> bool:

@@ -27,6 +27,7 @@ from typing import Any
 
 from .._core.compensations import JournalArgumentError, encode_arguments
 from .._core.deadlines import DEADLINE
+from .._core.signals import is_catchable
 from .._journal import SQLiteJournal, name_of
 from ..context import attach_context, error_context
 from ..errors import CompensationError
@@ -256,7 +257,7 @@ class Transaction:
         except BaseException:
             self._log_unraised(failures)  # a cancellation that arrived during the rollback
             raise
-        if not isinstance(error, Exception):
+        if not is_catchable(error):
             self._log_unraised(failures)
             return  # the cancellation propagates as it is
         if failures:

@@ -30,6 +30,7 @@ from ._classify.on import DefaultType as DefaultType
 from ._classify.on import OnSpec as OnSpec
 from ._classify.on import compile_on as compile_on
 from ._classify.retry_after import retry_after as retry_after
+from ._exports import publish
 
 __all__ = [
     "Classifier",
@@ -44,3 +45,6 @@ __all__ = [
     "set_classifier",
     "use_classifier",
 ]
+
+# Last, once every public name is bound: they report this module as theirs.
+publish(__name__, globals())

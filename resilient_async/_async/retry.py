@@ -698,7 +698,7 @@ class Attempt:
             if token is not None:
                 self._token = None
                 _ACTIVE_BUDGETS.reset(token)
-        if not is_catchable(exc):
+        if exc is None or not is_catchable(exc):
             return False  # a success, or a stop signal that must propagate untouched
         state = loop.state()
         loop.delay = state.decide(exc)

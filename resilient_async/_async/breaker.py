@@ -39,6 +39,7 @@ from .._core.checks import (
     check_period,
     check_seconds,
 )
+from .._core.signals import is_catchable
 from .._core.window import CountWindow, TimeWindow, Window
 from ..classify import DEFAULT, DefaultType, ErrorClass, OnSpec, compile_on
 from ..context import PreparedFields, attach_context
@@ -362,7 +363,7 @@ class CircuitBreaker(Guard):
             outcome = self._core.on_success(ticket, None)  # unasync: remove
             if outcome:
                 self._settle(ticket, outcome)
-        elif isinstance(error, Exception):
+        elif is_catchable(error):
             self._failed(ticket, start, error)
         else:
             self._cancelled(ticket)

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from .._core.breaker import BreakerMetrics, BreakerState
+from .._core.signals import is_catchable
 from ..context import attach_context
 from ..instrumentation import emit_to
 from . import _backend
@@ -83,7 +84,7 @@ class SharedBreaker:
         A cancellation (or `KeyboardInterrupt`, `SystemExit`) counts as nothing and gives a
         probe's permit back.
         """
-        if error is not None and not isinstance(error, Exception):
+        if error is not None and not is_catchable(error):
             await self._port.cancel(ticket, _backend.current_time())
             return
         failed = False

@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Final, ParamSpec, TypeVar
 
 from .._core.limits import LimitAlgorithm, check_limits, make_limit
+from .._core.signals import is_catchable
 from ..classify import ErrorClass, classify
 from ..context import attach_context
 from ..instrumentation import Hook, emit_to
@@ -185,7 +186,7 @@ class AdaptiveBulkhead(Bulkhead):
 
     def exit(self, token: float | None, error: BaseException | None) -> None:
         assert token is not None
-        if error is None or isinstance(error, Exception):
+        if error is None or is_catchable(error):
             self._learn(token, error)
             if error is not None:
                 attach_context(error, self._context)

@@ -14,9 +14,7 @@ when it has run, so `recover` can finish the rollback of a process that died.
 
 from __future__ import annotations
 
-import inspect
 import logging
-import sys  # unasync: remove
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar, Token
@@ -165,11 +163,7 @@ class Transaction:
         """
         if not callable(fn):
             raise TypeError(f"on_rollback needs a callable compensation, got {fn!r}")
-        # unasync: sync-only: if inspect.iscoroutinefunction(fn):
-        # unasync: sync-only:     raise TypeError(
-        # unasync: sync-only:         f"the sync Transaction cannot run the async compensation "
-        # unasync: sync-only:         f"{fn!r}; use resilient_async.Transaction in async code"
-        # unasync: sync-only:     )
+        _backend.check_compensation(fn)
         self._check_active("on_rollback")
         name: str | None = None  # the registered name; else the qualified name, when needed
         sequence = -1
@@ -206,7 +200,7 @@ class Transaction:
             "Transaction.enlist", "the drivers it joins (aiosqlite, asyncpg) are asyncio-only"
         )
         self._check_active("enlist")
-        driver = _driver_of(connection)
+        driver = _backend.database_of(connection)
         for enlisted in self._connections:
             if enlisted.connection is connection:
                 if enlisted.inherited:
@@ -401,21 +395,12 @@ async def run_compensation(
     """
     try:
         if retry is None:
-            await _invoke(fn, args, kwargs)
+            await _backend.invoke(fn, *args, **kwargs)
         else:
-            await retry.call(_invoke, fn, args, kwargs)
+            await retry.call(_backend.invoke, fn, *args, **kwargs)
     except Exception as failure:
         return failure
     return None
-
-
-async def _invoke(fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
-    # unasync: sync-only: fn(*args, **kwargs)
-    # unasync: begin-remove
-    result = fn(*args, **kwargs)
-    if inspect.isawaitable(result):
-        await result
-    # unasync: end-remove
 
 
 def _report(
@@ -496,32 +481,6 @@ class _Enlisted:
             return
         await self.connection.execute(f"ROLLBACK TO SAVEPOINT {self.savepoint}")
         await self.connection.execute(f"RELEASE SAVEPOINT {self.savepoint}")
-
-
-def _driver_of(connection: Any) -> str:
-    """Tell which driver `connection` belongs to."""
-    # unasync: begin-remove
-    aiosqlite = sys.modules.get("aiosqlite")
-    if aiosqlite is not None and isinstance(connection, aiosqlite.Connection):
-        return "sqlite"
-    asyncpg = sys.modules.get("asyncpg")
-    if asyncpg is not None and isinstance(
-        connection, asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
-    ):
-        return "postgres"
-    raise TypeError(
-        f"enlist takes an aiosqlite or asyncpg connection, got {type(connection).__qualname__}; "
-        "for sqlite3 connections use resilient_async.sync.Transaction"
-    )
-    # unasync: end-remove
-    # unasync: sync-only: import sqlite3  # only the sync twin needs it
-    # unasync: sync-only: if isinstance(connection, sqlite3.Connection):
-    # unasync: sync-only:     return "sqlite"
-    # unasync: sync-only: raise TypeError(
-    # unasync: sync-only:     "enlist takes a sqlite3 connection, got "
-    # unasync: sync-only:     f"{type(connection).__qualname__}; for aiosqlite and asyncpg use "
-    # unasync: sync-only:     "resilient_async.Transaction"
-    # unasync: sync-only: )
 
 
 def _in_transaction(connection: Any, driver: str) -> bool:

@@ -16,7 +16,6 @@ when it has run, so `recover` can finish the rollback of a process that died.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -166,11 +165,7 @@ class Transaction:
         """
         if not callable(fn):
             raise TypeError(f"on_rollback needs a callable compensation, got {fn!r}")
-        if inspect.iscoroutinefunction(fn):
-            raise TypeError(
-                f"the sync Transaction cannot run the async compensation "
-                f"{fn!r}; use resilient_async.Transaction in async code"
-            )
+        _backend.check_compensation(fn)
         self._check_active("on_rollback")
         name: str | None = None  # the registered name; else the qualified name, when needed
         sequence = -1
@@ -207,7 +202,7 @@ class Transaction:
             "Transaction.enlist", "the drivers it joins (aiosqlite, asyncpg) are asyncio-only"
         )
         self._check_active("enlist")
-        driver = _driver_of(connection)
+        driver = _backend.database_of(connection)
         for enlisted in self._connections:
             if enlisted.connection is connection:
                 if enlisted.inherited:
@@ -402,16 +397,12 @@ def run_compensation(
     """
     try:
         if retry is None:
-            _invoke(fn, args, kwargs)
+            _backend.invoke(fn, *args, **kwargs)
         else:
-            retry.call(_invoke, fn, args, kwargs)
+            retry.call(_backend.invoke, fn, *args, **kwargs)
     except Exception as failure:
         return failure
     return None
-
-
-def _invoke(fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
-    fn(*args, **kwargs)
 
 
 def _report(
@@ -492,19 +483,6 @@ class _Enlisted:
             return
         self.connection.execute(f"ROLLBACK TO SAVEPOINT {self.savepoint}")
         self.connection.execute(f"RELEASE SAVEPOINT {self.savepoint}")
-
-
-def _driver_of(connection: Any) -> str:
-    """Tell which driver `connection` belongs to."""
-    import sqlite3  # only the sync twin needs it
-
-    if isinstance(connection, sqlite3.Connection):
-        return "sqlite"
-    raise TypeError(
-        "enlist takes a sqlite3 connection, got "
-        f"{type(connection).__qualname__}; for aiosqlite and asyncpg use "
-        "resilient_async.Transaction"
-    )
 
 
 def _in_transaction(connection: Any, driver: str) -> bool:

@@ -181,8 +181,10 @@ class TokenBucket:
         self._level -= tokens
         reservation = Reservation(tokens, now + wait)
         reservation._owner = self
-        reservation._credit = -self._pending
-        self._pending = 0.0
+        pending = self._pending
+        if pending:
+            reservation._credit = -pending
+            self._pending = 0.0
         tail = self._tail
         reservation._prev = tail
         if tail is None:

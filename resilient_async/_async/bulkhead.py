@@ -16,7 +16,7 @@ is untouched by this.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, NoReturn, ParamSpec, Protocol, TypeVar
@@ -30,12 +30,13 @@ from .._core.checks import (
     check_seconds,
     seconds_of,
 )
+from .._core.signals import is_catchable
 from ..context import PreparedFields, attach_context
 from ..errors import BulkheadFullError
 from ..instrumentation import Hook, emit_to
 from . import _backend
 from .keyed import Keyed
-from .policy import MUST_WAIT, NamedPolicy
+from .policy import MUST_WAIT, Guard
 
 if TYPE_CHECKING:
     from .adaptive import AdaptiveBulkhead
@@ -53,7 +54,7 @@ class _Wakeable(Protocol):
     def set(self) -> None: ...
 
 
-class Bulkhead(NamedPolicy):
+class Bulkhead(Guard):
     """Run at most `max_concurrent` calls at once; queue a few more, reject the rest.
 
     A caller that finds every slot taken waits in FIFO order if fewer than `max_queue`
@@ -227,7 +228,7 @@ class Bulkhead(NamedPolicy):
         with self._lock:
             return self._ledger.metrics()
 
-    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    async def call(self, fn: _backend.Fn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)` in a slot, waiting in the queue for one if allowed.
 
         Raises:
@@ -264,8 +265,8 @@ class Bulkhead(NamedPolicy):
         return result
 
     async def __aenter__(self) -> Bulkhead:
-        if self._guard_enter() is MUST_WAIT:
-            await self._guard_wait()
+        if self.enter_nowait() is MUST_WAIT:
+            await self.enter()
         return self
 
     async def __aexit__(
@@ -274,11 +275,11 @@ class Bulkhead(NamedPolicy):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._guard_exit(None, exc)
+        self.exit(None, exc)
 
     # --- the guard protocol, through which a pipeline runs it without a frame of its own ---
 
-    def _guard_enter(self) -> object:
+    def enter_nowait(self) -> object:
         # unasync: sync-only: _backend.check_deadline()
         ledger = self._ledger
         # unasync: sync-only: with self._lock:
@@ -286,11 +287,11 @@ class Bulkhead(NamedPolicy):
         admitted = ledger.try_admit()  # unasync: remove
         return None if admitted else MUST_WAIT
 
-    async def _guard_wait(self) -> object:
+    async def enter(self) -> object:
         await self._wait_for_slot()
         return None
 
-    def _guard_exit(self, token: None, error: BaseException | None) -> None:
+    def exit(self, token: None, error: BaseException | None) -> None:
         ledger = self._ledger
         if error is None:
             # unasync: sync-only: with self._lock:
@@ -298,7 +299,7 @@ class Bulkhead(NamedPolicy):
             waiter = ledger.complete()  # unasync: remove
             if waiter is not None:
                 waiter.set()
-        elif isinstance(error, Exception):
+        elif is_catchable(error):
             self._free(ledger.fail)
             attach_context(error, self._context)
         else:

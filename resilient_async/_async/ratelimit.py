@@ -10,7 +10,7 @@ vain. A waiter that is cancelled gives its reservation back, and the waiters beh
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Hashable, Iterable
+from collections.abc import Hashable, Iterable
 from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, NoReturn, ParamSpec, TypeVar
@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, ParamSpec, TypeVar
 from .._core.bucket import Reservation, TokenBucket
 from .._core.checks import check_hooks, check_name, check_period, check_positive, check_seconds
 from .._core.deadlines import effective_deadline
+from .._core.signals import is_catchable
 from ..context import PreparedFields, attach_context
 from ..errors import RateLimitedError
 from ..instrumentation import Hook, emit_to
 from ..stores.base import StateStore
 from . import _backend
 from .keyed import Keyed
-from .policy import MUST_WAIT, NamedPolicy
+from .policy import MUST_WAIT, Guard
 from .ports import LimiterConfig, LimiterPort, MemoryLimiterPort
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
 
 
-class RateLimiter(NamedPolicy):
+class RateLimiter(Guard):
     """Let calls through at `rate` per `per` seconds, in bursts of up to `burst`.
 
     A token bucket: it holds up to `burst` tokens (idle time never saves more) and refills
@@ -182,7 +183,7 @@ class RateLimiter(NamedPolicy):
         """How many callers wait for tokens now (0 with a shared store: none queue here)."""
         return self._state.bucket.waiting
 
-    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    async def call(self, fn: _backend.Fn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Take one token (waiting for it if allowed), then run `fn(*args, **kwargs)`.
 
         Raises:
@@ -254,8 +255,8 @@ class RateLimiter(NamedPolicy):
         return False
 
     async def __aenter__(self) -> RateLimiter:
-        if self._guard_enter() is MUST_WAIT:
-            await self._guard_wait()
+        if self.enter_nowait() is MUST_WAIT:
+            await self.enter()
         return self
 
     async def __aexit__(
@@ -264,11 +265,11 @@ class RateLimiter(NamedPolicy):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._guard_exit(None, exc)
+        self.exit(None, exc)
 
     # --- the guard protocol, through which a pipeline runs it without a frame of its own ---
 
-    def _guard_enter(self) -> object:
+    def enter_nowait(self) -> object:
         # unasync: sync-only: _backend.check_deadline()
         state = self._state
         # unasync: sync-only: with state.lock:
@@ -276,12 +277,12 @@ class RateLimiter(NamedPolicy):
         took = state.bucket.try_take(1, _backend.current_time())  # unasync: remove
         return None if took else MUST_WAIT
 
-    async def _guard_wait(self) -> None:
+    async def enter(self) -> None:
         await self._wait_for_tokens(1)
 
-    def _guard_exit(self, token: None, error: BaseException | None) -> None:
+    def exit(self, token: None, error: BaseException | None) -> None:
         # A token is spent on entry, never given back; an error only gets the context.
-        if isinstance(error, Exception):
+        if error is not None and is_catchable(error):  # no call on the success path
             attach_context(error, self._context)
 
     @staticmethod

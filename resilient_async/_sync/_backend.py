@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import CoroutineType, TracebackType
-from typing import Any, Final, TypeVar
+from typing import Any, Final, ParamSpec, TypeAlias, TypeVar
 
 from .._core.deadlines import DEADLINE, Deadline, effective_deadline, visible
 from ..errors import DeadlineExceeded
@@ -29,19 +29,19 @@ __all__ = [
     "loop_key",
     "DeadlineScope",
     "Event",
+    "Fn",
     "Lock",
+    "locked",
     "check_deadline",
     "check_guarded_callable",
     "check_result",
-    "checkpoint",
+    "misuse_of",
     "clock_offset",
     "current_time",
-    "is_cancellation",
     "remaining_until",
     "require_asyncio",
     "run_in_thread",
     "run_to_completion",
-    "shielded",
     "sleep",
     "wait_event",
     "within",
@@ -50,7 +50,15 @@ __all__ = [
 
 IS_ASYNC: Final = False
 
+P = ParamSpec("P")
 T = TypeVar("T")
+
+Fn: TypeAlias = Callable[P, T]
+"""A function as the policies of this flavour call it: `Fn[P, T]` returns a `T`.
+
+The async flavour's `Fn[P, T]` is awaited for a `T`; see `_async/_backend.py`.
+"""
+
 REDIS_CLIENT: Final = "redis"
 """The redis-py module whose client this flavour's RedisStore uses."""
 
@@ -67,35 +75,11 @@ def sleep(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def checkpoint() -> None:
-    """Nothing to yield to in sync code."""
-
-
-def is_cancellation(exc: BaseException) -> bool:
-    """Tell whether `exc` is a stop signal (KeyboardInterrupt, SystemExit, GeneratorExit)."""
-    return not isinstance(exc, Exception)
-
-
-class _NoShield:
-    __slots__ = ()
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc_info: object) -> None:
-        return None
-
-
-def shielded() -> _NoShield:
-    """Return a no-op scope: nothing cancels sync code from outside."""
-    return _NoShield()
-
-
 Lock = threading.Lock
 Event = threading.Event
 
 
-def run_to_completion(fn: Callable[[], T]) -> T:
+def run_to_completion(fn: Fn[[], T]) -> T:
     """Run `fn()`: nothing cancels sync code from outside, so it always runs to its end."""
     return fn()
 
@@ -228,7 +212,7 @@ def wait_event(event: Event, seconds: float) -> bool:
 
 
 def yield_now() -> None:
-    """Yield to other tasks once, delivering a pending cancellation: a cheap `checkpoint()`.
+    """Yield to other tasks once, delivering a pending cancellation: a cheap checkpoint.
 
     For loops that checkpoint on every turn (a retry with zero wait): on asyncio it is
     `asyncio.sleep(0)` and on trio `trio.lowlevel.checkpoint()`, called directly rather than
@@ -253,6 +237,11 @@ def check_result(result: object, fn: object, policy: str) -> None:
             f"{policy}.call needs a sync callable, but {name} returned a coroutine: it is "
             f"an async callable; use resilient_async.{policy} (awaited) for async code"
         )
+
+
+def misuse_of(exc: BaseException, fn: object, policy: str) -> TypeError | None:
+    """None: a sync call's misuse (an async callable) shows in its result, see `check_result`."""
+    return None
 
 
 def check_deadline() -> None:
@@ -305,3 +294,28 @@ class Background:
 
     def stop(self) -> None:
         """Let the thread see its stop condition on its own; never blocks the caller."""
+
+
+# --- the lock difference between the twins ---------------------------------------------
+
+
+def locked(lock: threading.Lock, fn: Callable[..., T], /, *args: Any) -> T:
+    """Return `fn(*args)` called while holding `lock` (threads may share the state)."""
+    with lock:
+        return fn(*args)
+
+
+# --- retry helpers ---
+
+
+def check_awaited(exc: BaseException, fn: object, policy: str) -> None:
+    """Nothing to check: a sync policy awaits nothing (`check_result` refuses async callables).
+
+    The async twin turns the error of a sync callable given to an async policy into a clear
+    `TypeError`; this one lets generated code call it on the same error path.
+    """
+
+
+def report_overrun(scope: DeadlineScope, policy: str | None, hooks: tuple[Any, ...]) -> None:
+    """Name the policy (and its own hooks) that `scope`'s `timeout.overrun` event comes from."""
+    scope.report_as(policy, hooks)

@@ -12,13 +12,14 @@ finish. Cancelled calls are not samples.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from contextvars import ContextVar
 from datetime import timedelta
 from types import TracebackType
 from typing import Final, ParamSpec, TypeVar
 
 from .._core.limits import LimitAlgorithm, check_limits, make_limit
+from .._core.signals import is_catchable
 from ..classify import ErrorClass, classify
 from ..context import attach_context
 from ..instrumentation import Hook, emit_to
@@ -130,7 +131,7 @@ class AdaptiveBulkhead(Bulkhead):
             f"queue={self.queue!r})"
         )
 
-    def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    def call(self, fn: _backend.Fn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)` in a slot and learn from its latency and outcome.
 
         Raises:
@@ -170,22 +171,22 @@ class AdaptiveBulkhead(Bulkhead):
     ) -> None:
         starts = _STARTS.get()
         _STARTS.set(starts[:-1])
-        self._guard_exit(starts[-1], exc)
+        self.exit(starts[-1], exc)
 
     # --- the guard protocol: the token is the time the call got its slot ------------------
 
-    def _guard_enter(self) -> object:
+    def enter_nowait(self) -> object:
         with self._lock:
             admitted = self._ledger.try_admit()
         return _backend.current_time() if admitted else MUST_WAIT
 
-    def _guard_wait(self) -> float:
+    def enter(self) -> float:
         self._wait_for_slot()
         return _backend.current_time()
 
-    def _guard_exit(self, token: float | None, error: BaseException | None) -> None:
+    def exit(self, token: float | None, error: BaseException | None) -> None:
         assert token is not None
-        if error is None or isinstance(error, Exception):
+        if error is None or is_catchable(error):
             self._learn(token, error)
             if error is not None:
                 attach_context(error, self._context)

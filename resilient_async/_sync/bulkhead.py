@@ -32,12 +32,13 @@ from .._core.checks import (
     check_seconds,
     seconds_of,
 )
+from .._core.signals import is_catchable
 from ..context import PreparedFields, attach_context
 from ..errors import BulkheadFullError
 from ..instrumentation import Hook, emit_to
 from . import _backend
 from .keyed import Keyed
-from .policy import MUST_WAIT, NamedPolicy
+from .policy import MUST_WAIT, Guard
 
 if TYPE_CHECKING:
     from .adaptive import AdaptiveBulkhead
@@ -55,7 +56,7 @@ class _Wakeable(Protocol):
     def set(self) -> None: ...
 
 
-class Bulkhead(NamedPolicy):
+class Bulkhead(Guard):
     """Run at most `max_concurrent` calls at once; queue a few more, reject the rest.
 
     A caller that finds every slot taken waits in FIFO order if fewer than `max_queue`
@@ -229,7 +230,7 @@ class Bulkhead(NamedPolicy):
         with self._lock:
             return self._ledger.metrics()
 
-    def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    def call(self, fn: _backend.Fn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)` in a slot, waiting in the queue for one if allowed.
 
         Raises:
@@ -263,8 +264,8 @@ class Bulkhead(NamedPolicy):
         return result
 
     def __enter__(self) -> Bulkhead:
-        if self._guard_enter() is MUST_WAIT:
-            self._guard_wait()
+        if self.enter_nowait() is MUST_WAIT:
+            self.enter()
         return self
 
     def __exit__(
@@ -273,29 +274,29 @@ class Bulkhead(NamedPolicy):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._guard_exit(None, exc)
+        self.exit(None, exc)
 
     # --- the guard protocol, through which a pipeline runs it without a frame of its own ---
 
-    def _guard_enter(self) -> object:
+    def enter_nowait(self) -> object:
         _backend.check_deadline()
         ledger = self._ledger
         with self._lock:
             admitted = ledger.try_admit()
         return None if admitted else MUST_WAIT
 
-    def _guard_wait(self) -> object:
+    def enter(self) -> object:
         self._wait_for_slot()
         return None
 
-    def _guard_exit(self, token: None, error: BaseException | None) -> None:
+    def exit(self, token: None, error: BaseException | None) -> None:
         ledger = self._ledger
         if error is None:
             with self._lock:
                 waiter = ledger.complete()
             if waiter is not None:
                 waiter.set()
-        elif isinstance(error, Exception):
+        elif is_catchable(error):
             self._free(ledger.fail)
             attach_context(error, self._context)
         else:

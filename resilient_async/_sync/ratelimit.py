@@ -12,7 +12,7 @@ vain. A waiter that is cancelled gives its reservation back, and the waiters beh
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Hashable, Iterable
 from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, NoReturn, ParamSpec, TypeVar
@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, ParamSpec, TypeVar
 from .._core.bucket import Reservation, TokenBucket
 from .._core.checks import check_hooks, check_name, check_period, check_positive, check_seconds
 from .._core.deadlines import effective_deadline
+from .._core.signals import is_catchable
 from ..context import PreparedFields, attach_context
 from ..errors import RateLimitedError
 from ..instrumentation import Hook, emit_to
 from ..stores.base import StateStore
 from . import _backend
 from .keyed import Keyed
-from .policy import MUST_WAIT, NamedPolicy
+from .policy import MUST_WAIT, Guard
 from .ports import LimiterConfig, LimiterPort, MemoryLimiterPort
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
 
 
-class RateLimiter(NamedPolicy):
+class RateLimiter(Guard):
     """Let calls through at `rate` per `per` seconds, in bursts of up to `burst`.
 
     A token bucket: it holds up to `burst` tokens (idle time never saves more) and refills
@@ -184,7 +185,7 @@ class RateLimiter(NamedPolicy):
         """How many callers wait for tokens now (0 with a shared store: none queue here)."""
         return self._state.bucket.waiting
 
-    def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    def call(self, fn: _backend.Fn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Take one token (waiting for it if allowed), then run `fn(*args, **kwargs)`.
 
         Raises:
@@ -253,8 +254,8 @@ class RateLimiter(NamedPolicy):
         return False
 
     def __enter__(self) -> RateLimiter:
-        if self._guard_enter() is MUST_WAIT:
-            self._guard_wait()
+        if self.enter_nowait() is MUST_WAIT:
+            self.enter()
         return self
 
     def __exit__(
@@ -263,23 +264,23 @@ class RateLimiter(NamedPolicy):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._guard_exit(None, exc)
+        self.exit(None, exc)
 
     # --- the guard protocol, through which a pipeline runs it without a frame of its own ---
 
-    def _guard_enter(self) -> object:
+    def enter_nowait(self) -> object:
         _backend.check_deadline()
         state = self._state
         with state.lock:
             took = state.bucket.try_take(1, _backend.current_time())
         return None if took else MUST_WAIT
 
-    def _guard_wait(self) -> None:
+    def enter(self) -> None:
         self._wait_for_tokens(1)
 
-    def _guard_exit(self, token: None, error: BaseException | None) -> None:
+    def exit(self, token: None, error: BaseException | None) -> None:
         # A token is spent on entry, never given back; an error only gets the context.
-        if isinstance(error, Exception):
+        if error is not None and is_catchable(error):  # no call on the success path
             attach_context(error, self._context)
 
     @staticmethod

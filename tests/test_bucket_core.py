@@ -253,8 +253,8 @@ class BucketMachine(RuleBasedStateMachine):
 
     @invariant()
     def queue_in_ready_order(self) -> None:
-        queue = list(self.bucket._queue)
-        assert all(a.ready_at <= b.ready_at + EPS for a, b in itertools.pairwise(queue))
+        queue = [ready_at for _, ready_at in self.bucket.queue()]
+        assert all(a <= b + EPS for a, b in itertools.pairwise(queue))
 
     @invariant()
     def admitted_within_rate_and_burst(self) -> None:
@@ -263,6 +263,135 @@ class BucketMachine(RuleBasedStateMachine):
 
 BucketMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
 TestBucketMachine = BucketMachine.TestCase
+
+
+def test_withdraw_moves_the_head_up_at_once_and_the_rest_as_they_reach_it() -> None:
+    bucket = TokenBucket(rate=1.0, burst=1.0)
+    assert bucket.try_take(1, 0.0)
+    first, second, third = (bucket.reserve(1, 0.0) for _ in range(3))
+    assert bucket.withdraw(second, 0.5) is None  # not the head: the head's time stands
+    assert first.ready_at == 1.0
+    assert [ready for _, ready in bucket.queue()] == [1.0, 2.0]
+    assert bucket.withdraw(first, 0.5) is third  # the new head, ready two shifts earlier
+    assert (bucket.head, third.ready_at, bucket.waiting) == (third, 1.0, 1)
+    assert bucket.withdraw(first, 0.6) is None  # twice: nothing more
+    assert bucket.admit(third) is None
+    assert (bucket.head, bucket.waiting, bucket.queue()) == (None, 0, [])
+
+
+def test_admit_of_the_head_hands_the_head_on() -> None:
+    bucket = TokenBucket(rate=1.0, burst=1.0)
+    assert bucket.try_take(1, 0.0)
+    first, second = bucket.reserve(1, 0.0), bucket.reserve(1, 0.0)
+    assert bucket.admit(second) is None  # woken early by a driver that times every waiter
+    assert bucket.admit(first) is None
+    first, second = bucket.reserve(1, 3.0), bucket.reserve(1, 3.0)
+    assert bucket.admit(first) is second
+    assert bucket.admit(Reservation(1, 0.0)) is None  # another bucket's: harmless
+    assert bucket.withdraw(Reservation(1, 0.0), 3.0) is None
+    assert bucket.waiting == 1
+
+
+class WithdrawMachine(RuleBasedStateMachine):
+    """`withdraw` (lazy shift) against `cancel` (every shift at once) on a twin bucket.
+
+    Both buckets see the same arrivals, admissions and give-ups, at any position in the
+    queue; one gives up with `withdraw`, the other with `cancel`. After every step the
+    lazy bucket must hold the same reservations, level and ready times (its `queue()`), its
+    head's `ready_at` must be exact, and what it returns must name the new head.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 0.0
+        self.rate, self.burst = 1.0, 2.0
+        self.lazy = TokenBucket(self.rate, self.burst)
+        self.eager = TokenBucket(self.rate, self.burst)
+        self.queue: list[tuple[Reservation, Reservation]] = []  # (lazy, eager), oldest first
+        self.admitted: list[tuple[float, float]] = []
+
+    @rule(rate=st.sampled_from([0.5, 1.0, 3.0]), burst=st.sampled_from([1.0, 2.0, 5.0]))
+    @precondition(lambda self: not self.admitted and not self.queue and self.now == 0.0)
+    def configure(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.lazy, self.eager = TokenBucket(rate, burst), TokenBucket(rate, burst)
+
+    @rule(dt=st.sampled_from([0.0, 0.1, 0.5, 1.0, 3.0]))
+    def advance(self, dt: float) -> None:
+        # As the drivers do: due waiters are admitted, oldest first, before time moves on,
+        # and time moves to the next ready time at most.
+        while self.queue and self.queue[0][1].ready_at <= self.now + EPS:
+            self._admit(0)
+        target = self.now + dt
+        self.now = min([target, *(e.ready_at for _, e in self.queue if e.ready_at < target)])
+
+    @rule(tokens=st.sampled_from([0.5, 1.0, 2.0]))
+    def arrive(self, tokens: float) -> None:
+        if tokens > self.burst:
+            return
+        took = self.lazy.try_take(tokens, self.now)
+        assert self.eager.try_take(tokens, self.now) == took
+        if took:
+            self.admitted.append((self.now, tokens))
+            return
+        lazy, eager = self.lazy.reserve(tokens, self.now), self.eager.reserve(tokens, self.now)
+        assert lazy.ready_at == eager.ready_at
+        self.queue.append((lazy, eager))
+
+    @rule(data=st.data(), eagerly=st.booleans())
+    @precondition(lambda self: bool(self.queue))
+    def give_up(self, data: st.DataObject, eagerly: bool) -> None:
+        index = data.draw(st.integers(0, len(self.queue) - 1))
+        lazy, eager = self.queue.pop(index)
+        moved = self.eager.cancel(eager, self.now)
+        assert moved == [e for _, e in self.queue[index:]]
+        if eagerly:  # a driver may still cancel eagerly: the two ways mix
+            assert self.lazy.cancel(lazy, self.now) == [r for r, _ in self.queue[index:]]
+            return
+        successor = self.lazy.withdraw(lazy, self.now)
+        assert successor is (self.queue[0][0] if index == 0 and self.queue else None)
+
+    @rule(data=st.data())
+    @precondition(lambda self: bool(self.queue))
+    def admit_a_ready_one(self, data: st.DataObject) -> None:
+        ready = [i for i, (_, eager) in enumerate(self.queue) if eager.ready_at <= self.now + EPS]
+        if not ready:
+            return
+        self._admit(data.draw(st.sampled_from(ready)))  # the head, or one woken before it
+
+    def _admit(self, index: int) -> None:
+        lazy, eager = self.queue.pop(index)
+        assert self.eager.admit(eager) is (self.queue[0][1] if index == 0 and self.queue else None)
+        successor = self.lazy.admit(lazy)
+        assert successor is (self.queue[0][0] if index == 0 and self.queue else None)
+        # Its tokens were paid for at its ready time, whenever its waiter got to them.
+        self.admitted.append((eager.ready_at, lazy.tokens))
+
+    @invariant()
+    def the_lazy_bucket_agrees(self) -> None:
+        assert self.lazy.waiting == self.eager.waiting == len(self.queue)
+        assert self.lazy.level(self.now) == self.eager.level(self.now)
+        assert self.lazy.level(self.now) <= self.burst
+        seen = self.lazy.queue()
+        assert [r for r, _ in seen] == [r for r, _ in self.queue]
+        assert [ready for _, ready in seen] == pytest.approx([e.ready_at for _, e in self.queue])
+        head = self.lazy.head
+        assert head is (self.queue[0][0] if self.queue else None)
+        if head is not None:
+            assert head.ready_at == pytest.approx(self.queue[0][1].ready_at)
+        # A reservation's own `ready_at` is never earlier than its true time.
+        assert all(r.ready_at >= ready - EPS for r, ready in seen)
+        assert all(a <= b + EPS for (_, a), (_, b) in itertools.pairwise(seen))
+
+    @invariant()
+    def admitted_within_rate_and_burst(self) -> None:
+        assert not window_violations(self.admitted, self.rate, self.burst)
+
+
+WithdrawMachine.TestCase.settings = settings(
+    max_examples=200, stateful_step_count=50, deadline=None
+)
+TestWithdrawMachine = WithdrawMachine.TestCase
 
 
 # --- bulkhead ledger: a state machine against a model ----------------------------------------
@@ -287,12 +416,26 @@ class LedgerMachine(RuleBasedStateMachine):
         self.counts = {"rejected": 0, "completed": 0, "failed": 0, "cancelled": 0}
         self.submitted = 0
         self.woken: list[int] = []  # handed a slot by a release, in order
+        # The most calls that may run: the limit, or more while a shrunk limit is met.
+        self.cap = self.limit
 
     @rule(limit=st.integers(1, 3), max_queue=st.integers(0, 3))
     @precondition(lambda self: self.submitted == 0)
     def configure(self, limit: int, max_queue: int) -> None:
-        self.limit, self.max_queue = limit, max_queue
+        self.limit, self.max_queue, self.cap = limit, max_queue, limit
         self.ledger = BulkheadLedger(limit, max_queue)
+
+    @rule(limit=st.integers(1, 4))
+    def resize(self, limit: int) -> None:
+        woken = self.ledger.set_limit(limit)
+        self.limit = limit
+        expected = []
+        while self.queue and len(self.running) + len(expected) < limit:  # the oldest first
+            expected.append(self.queue.popleft())
+        assert woken == expected
+        self.running.extend(expected)
+        self.woken.extend(expected)
+        self.cap = max(limit, len(self.running))
 
     @rule()
     def arrive(self) -> None:
@@ -311,13 +454,15 @@ class LedgerMachine(RuleBasedStateMachine):
             self.counts["rejected"] += 1
 
     def _handed(self, successor: int | None) -> None:
-        if self.queue:
+        # The freed slot goes on unless a shrunk limit takes it back (it ran over the limit).
+        if self.queue and len(self.running) < self.limit:
             expected = self.queue.popleft()
             assert successor == expected  # FIFO
             self.running.append(expected)
             self.woken.append(expected)
         else:
             assert successor is None
+        self.cap = max(self.limit, len(self.running))
 
     @rule(data=st.data(), outcome=st.sampled_from(["complete", "fail", "cancel"]))
     @precondition(lambda self: bool(self.running))
@@ -370,14 +515,15 @@ class LedgerMachine(RuleBasedStateMachine):
     @invariant()
     def ledger_balances_and_matches_the_model(self) -> None:
         m = self.ledger.metrics()
-        assert m.running <= self.limit
+        assert m.running <= self.cap
         assert m.queued <= self.max_queue
         assert m.submitted == (
             m.running + m.queued + m.rejected + m.completed + m.failed + m.cancelled
         )
         assert m.running == len(self.running)
-        assert not m.queued or m.running == self.limit  # nobody waits beside a free slot
+        assert not m.queued or m.running >= self.limit  # nobody waits beside a free slot
         assert list(self.ledger.waiters) == list(self.queue)
+        assert m.queued == len(self.ledger.waiters) == len(self.queue)
         assert m.submitted == self.submitted
         assert (m.rejected, m.completed, m.failed, m.cancelled) == (
             self.counts["rejected"],

@@ -1,4 +1,5 @@
-"""The generated sync twins of Bulkhead.adaptive and the CoDel queue, with real threads.
+"""The sync twins of Bulkhead.adaptive and the CoDel queue with real threads (the shared
+behaviour is tested once for both flavours, in tests/_async).
 
 No test asserts a wall-clock duration from above: a holder keeps its slot until the test
 releases it, so the waiters' fate does not depend on how fast the machine is.
@@ -8,16 +9,10 @@ from __future__ import annotations
 
 import threading
 
-import pytest
-
 import resilient_async.sync as ras
-from resilient_async._sync.adaptive import AdaptiveBulkhead
 from resilient_async._sync.bulkhead import Bulkhead
-from resilient_async.instrumentation import hooks
 
-from .helpers import Recorder
-
-JOIN = 30.0
+from .sync.threads import JOIN, join, start
 
 
 def check_ledger(bulkhead: Bulkhead) -> None:
@@ -26,36 +21,6 @@ def check_ledger(bulkhead: Bulkhead) -> None:
     assert m.submitted == (
         m.running + m.queued + m.rejected + m.completed + m.failed + m.cancelled
     ), m
-
-
-def test_sync_adaptive_backs_off_on_drops_and_reports_it() -> None:
-    bulkhead = ras.Bulkhead.adaptive(initial=10, name="sync")
-    assert isinstance(bulkhead, AdaptiveBulkhead)
-    recorder = Recorder()
-
-    def refused() -> None:
-        raise ConnectionRefusedError
-
-    with hooks(recorder):
-        for _ in range(5):
-            with pytest.raises(ConnectionRefusedError):
-                bulkhead.call(refused)
-        with pytest.raises(ConnectionRefusedError):
-            with bulkhead:
-                refused()
-    assert bulkhead.limit < 10
-    changes = recorder.of("bulkhead.limit_changed")
-    assert changes[0].old_limit == 10
-    assert changes[-1].new_limit == bulkhead.limit
-    assert bulkhead.call(lambda: "ok") == "ok"
-    check_ledger(bulkhead)
-
-
-def test_sync_adaptive_checks_its_bounds() -> None:
-    with pytest.raises(ValueError, match="min_limit must be <= max_limit"):
-        ras.Bulkhead.adaptive(min_limit=5, max_limit=4)
-    with pytest.raises(ValueError, match="queue must be 'fifo' or 'codel'"):
-        ras.Bulkhead(1, queue="random")
 
 
 def test_sync_codel_sheds_waiters_of_a_standing_queue() -> None:
@@ -78,17 +43,11 @@ def test_sync_codel_sheds_waiters_of_a_standing_queue() -> None:
         with lock:
             outcomes.append(outcome)
 
-    holder = threading.Thread(target=bulkhead.call, args=(hold,), daemon=True)
-    holder.start()
+    holder = start(bulkhead.call, hold)
     assert holding.wait(JOIN)
-    waiters = [threading.Thread(target=waiter, daemon=True) for _ in range(3)]
-    for thread in waiters:
-        thread.start()
-    for thread in waiters:
-        thread.join(JOIN)
-        assert not thread.is_alive()
+    join(*[start(waiter) for _ in range(3)])
     release.set()
-    holder.join(JOIN)
+    join(holder)
     assert outcomes == ["shed"] * 3
     assert (bulkhead.in_use, bulkhead.queued) == (0, 0)
     assert bulkhead.call(lambda: "next") == "next"
@@ -104,15 +63,7 @@ def test_sync_codel_serves_waiters_when_slots_free_up() -> None:
         with lock:
             done.append(index)
 
-    threads = [
-        threading.Thread(target=bulkhead.call, args=(work, index), daemon=True)
-        for index in range(40)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(JOIN)
-        assert not thread.is_alive()
+    join(*[start(bulkhead.call, work, index) for index in range(40)])
     assert sorted(done) == list(range(40))
     assert (bulkhead.in_use, bulkhead.queued) == (0, 0)
     check_ledger(bulkhead)

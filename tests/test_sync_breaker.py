@@ -1,7 +1,8 @@
-"""The generated sync CircuitBreaker: same rules, plain calls, thread-safe.
+"""CircuitBreaker's sync twin, where it differs from the async one (the shared rules are
+tested once for both, in tests/_async): async functions refused, thread safety.
 
-Time is a fake clock patched into the sync backend (the driver reads time only there), so no
-test sleeps; the thread tests use real threads with a tiny switch interval to provoke races.
+The thread tests use real threads with a tiny switch interval to provoke races; the half-open
+one moves the virtual `clock` past the open period.
 """
 
 from __future__ import annotations
@@ -13,31 +14,15 @@ from collections.abc import Iterator
 import pytest
 
 import resilient_async as ra
-from resilient_async._sync import _backend
 from resilient_async._sync.breaker import BreakerState, CircuitBreaker
-from resilient_async.context import context_of
-from resilient_async.instrumentation import hooks
 
-from .helpers import Recorder
+from ._sync._backend import VirtualClock
+from ._sync._backend import clock as clock  # a fixture
+from ._sync.test_breaker import down, ok, trip
 
 CLOSED = BreakerState.CLOSED
 OPEN = BreakerState.OPEN
 HALF_OPEN = BreakerState.HALF_OPEN
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    fake = FakeClock()
-    monkeypatch.setattr(_backend, "current_time", fake)
-    return fake
 
 
 @pytest.fixture
@@ -51,121 +36,8 @@ def busy_switching() -> Iterator[None]:
         sys.setswitchinterval(previous)
 
 
-def ok() -> str:
-    return "ok"
-
-
-def down() -> str:
-    raise ConnectionError("down")
-
-
-def trip(breaker: CircuitBreaker) -> None:
-    for _ in range(2):
-        with pytest.raises((ConnectionError, ra.CircuitOpenError)):
-            breaker.call(down)
-    assert breaker.state is OPEN
-
-
-def test_opens_rejects_probes_and_closes(clock: FakeClock) -> None:
-    breaker = CircuitBreaker("dep", window=10, min_calls=2, open_for=5.0)
-    recorder = Recorder()
-    with hooks(recorder):
-        assert breaker.call(ok) == "ok"
-        trip(breaker)
-        with pytest.raises(ra.CircuitOpenError) as info:
-            breaker.call(ok)
-        assert info.value.retry_after == pytest.approx(5.0)
-        assert context_of(info.value) == {"policy": "dep", "breaker_state": "open"}
-        clock.now += 5
-        assert breaker.state is HALF_OPEN
-        assert breaker.call(ok) == "ok"
-    assert breaker.state is CLOSED
-    changes = [(e.old_state, e.new_state) for e in recorder.of("breaker.state_changed")]
-    assert changes == [(CLOSED, OPEN), (OPEN, HALF_OPEN), (HALF_OPEN, CLOSED)]
-    # One rejection in trip() (the breaker opened at its first failure), one after it.
-    assert [e.kind for e in recorder.events].count("breaker.rejected") == 2
-
-
-def test_errors_outside_on_are_successes(clock: FakeClock) -> None:
-    breaker = CircuitBreaker(min_calls=1)
-
-    def invalid() -> None:
-        raise ValueError("bad input")
-
-    for _ in range(3):
-        with pytest.raises(ValueError):
-            breaker.call(invalid)
-    assert breaker.state is CLOSED
-    assert breaker.metrics().calls == 3
-
-
-def test_keyboard_interrupt_in_a_probe_frees_its_permit(clock: FakeClock) -> None:
-    breaker = CircuitBreaker(window=10, min_calls=2, open_for=5.0)
-    trip(breaker)
-    clock.now += 5
-
-    def interrupted() -> None:
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        breaker.call(interrupted)
-    assert breaker.state is HALF_OPEN
-    assert breaker.metrics().probes_in_flight == 0
-    assert breaker.call(ok) == "ok"
-    assert breaker.state is CLOSED
-
-
-def test_slow_calls_on_the_sync_clock(clock: FakeClock) -> None:
-    breaker = CircuitBreaker(slow_call_duration=2.0, min_calls=1, slow_call_rate=1.0)
-
-    def slow() -> str:
-        clock.now += 2.5
-        return "ok"
-
-    recorder = Recorder()
-    with hooks(recorder):
-        assert breaker.call(slow) == "ok"
-    assert breaker.state is OPEN
-    assert [e.duration for e in recorder.of("breaker.slow_call")] == [pytest.approx(2.5)]
-
-
-def test_a_hung_probe_is_given_up(clock: FakeClock) -> None:
-    breaker = CircuitBreaker(window=10, min_calls=2, open_for=5.0)
-    trip(breaker)
-    clock.now += 5
-    late: list[str] = []
-
-    def hangs() -> str:
-        # While this probe "hangs", the permit expires and another probe closes the breaker.
-        clock.now += 6
-        assert breaker.state is OPEN
-        clock.now += 5
-        late.append(breaker.call(ok))
-        return "late"
-
-    assert breaker.call(hangs) == "late"
-    assert late == ["ok"]
-    assert breaker.state is CLOSED  # the late probe's success changed nothing
-
-
-def test_decorator_and_with_block(clock: FakeClock) -> None:
-    breaker = CircuitBreaker(window=10, min_calls=2, open_for=5.0)
-
-    @breaker
-    def double(x: int) -> int:
-        return 2 * x
-
-    assert double(21) == 42
-    assert double.__name__ == "double"
-    with breaker:
-        pass
-    with pytest.raises(ConnectionError), breaker:
-        raise ConnectionError("down")
-    with pytest.raises(ConnectionError), breaker:
-        raise ConnectionError("down")
-    assert breaker.state is OPEN
-    with pytest.raises(ra.CircuitOpenError), breaker:
-        pytest.fail("admitted while open")
+def test_decorator_rejects_async_functions() -> None:
+    breaker = CircuitBreaker()
 
     async def coroutine_function() -> None:
         return None
@@ -213,7 +85,7 @@ def test_eight_threads_lose_no_counts(busy_switching: None) -> None:
 
 @pytest.mark.parametrize("half_open_calls", [1, 3])
 def test_eight_threads_at_half_open_let_exactly_the_permits_through(
-    clock: FakeClock, busy_switching: None, half_open_calls: int
+    clock: VirtualClock, busy_switching: None, half_open_calls: int
 ) -> None:
     threads = 8
     for _ in range(20):

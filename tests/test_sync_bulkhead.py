@@ -1,4 +1,6 @@
-"""The generated sync Bulkhead: the same ledger, guarded by a thread lock (invariant 7).
+"""Bulkhead's sync twin, where it differs from the async one (the shared behaviour is tested
+once for both, in tests/_async): async functions refused, and the same ledger guarded by a
+thread lock (invariant 7) under real threads.
 
 Real threads and short real waits; no test asserts a wall-clock duration from above.
 """
@@ -9,8 +11,6 @@ import functools
 import random
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 
@@ -18,7 +18,7 @@ import resilient_async as ra
 from resilient_async._sync.bulkhead import Bulkhead
 from resilient_async._sync.timeout import deadline
 
-JOIN = 30.0  # seconds: a generous bound so a broken build fails instead of hanging
+from .sync.threads import join, start, wait_until
 
 
 def check_ledger(bulkhead: Bulkhead) -> None:
@@ -30,74 +30,12 @@ def check_ledger(bulkhead: Bulkhead) -> None:
     ), m
 
 
-def wait_until(predicate: Callable[[], bool]) -> None:
-    stop = time.monotonic() + JOIN
-    while not predicate():
-        assert time.monotonic() < stop, "condition never became true"
-        time.sleep(0.001)
-
-
-def start(target: Callable[..., Any], *args: Any) -> threading.Thread:
-    thread = threading.Thread(target=target, args=args, daemon=True)
-    thread.start()
-    return thread
-
-
-def join(*threads: threading.Thread) -> None:
-    for thread in threads:
-        thread.join(JOIN)
-        assert not thread.is_alive()
-
-
-def test_bad_configuration_fails_at_construction() -> None:
-    with pytest.raises(ValueError, match="max_concurrent must be >= 1, got 0"):
-        Bulkhead(0)
-    with pytest.raises(ValueError, match="max_queue must be >= 0"):
-        Bulkhead(1, max_queue=-1)
-    with pytest.raises(ValueError, match="max_wait must be >= 0"):
-        Bulkhead(1, max_wait=-1)
-
-
-def test_call_context_manager_and_decorator() -> None:
-    bulkhead = Bulkhead(2)
-    assert bulkhead.call(lambda x: x + 1, 1) == 2
-    with bulkhead:
-        assert bulkhead.in_use == 1
-
-    @bulkhead
-    def double(value: int) -> int:
-        """Double it."""
-        return value * 2
-
-    assert double(4) == 8
-    assert double.__doc__ == "Double it."
-    empty: dict[str, int] = {}
-    with pytest.raises(KeyError):
-        bulkhead.call(lambda: empty["x"])
-    m = bulkhead.metrics()
-    assert (m.completed, m.failed, m.running) == (3, 1, 0)
-
-
 def test_decorator_rejects_async_functions() -> None:
     async def coroutine_function() -> None:
         return None
 
     with pytest.raises(TypeError, match="async"):
         Bulkhead(1)(coroutine_function)
-
-
-def test_keyboard_interrupt_passes_through_and_frees_the_slot() -> None:
-    bulkhead = Bulkhead(1)
-    interrupt = KeyboardInterrupt()
-
-    def interrupted() -> None:
-        raise interrupt
-
-    with pytest.raises(KeyboardInterrupt) as info:
-        bulkhead.call(interrupted)
-    assert info.value is interrupt
-    assert bulkhead.metrics().cancelled == 1
-    assert bulkhead.in_use == 0
 
 
 def test_threads_never_exceed_the_limit() -> None:

@@ -12,24 +12,6 @@ from resilient_async.instrumentation import hooks
 from .helpers import Recorder
 
 
-def test_sync_pipeline_retries_then_falls_back() -> None:
-    calls: list[int] = []
-
-    def down(i: int) -> str:
-        calls.append(i)
-        raise ConnectionError("down")
-
-    guarded = ra.pipeline(
-        ra.Fallback("fallback"),
-        ra.Retry(attempts=3, backoff=backoff.constant(0)),
-        ra.CircuitBreaker("sync-dep", window=10, min_calls=10),
-        ra.Bulkhead(2),
-        ra.Timeout(5),
-    )
-    assert guarded.call(down, 7) == "fallback"
-    assert calls == [7, 7, 7]
-
-
 def test_sync_timeout_in_a_pipeline_keeps_a_late_result() -> None:
     # Regression (issue 12, defect 7): a call that succeeded after its timeout raised
     # DeadlineExceeded, and the Retry around it ran the (charged) work again.

@@ -1,125 +1,30 @@
-"""The generated sync RateLimiter: one bucket shared by threads (invariant 9).
+"""RateLimiter's sync twin, where it differs from the async one (the shared behaviour is
+tested once for both, in tests/_async): a stop signal during a thread's wait, one bucket shared
+by threads (invariant 9), sync and async limiters kept apart.
 
-Single-thread tests run on a fake clock patched into the sync backend; thread tests use the
-real clock and check only lower bounds on time (never that something was fast).
+Thread tests use the real clock and check only lower bounds on time (never that something was
+fast).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 
-import resilient_async as ra
-from resilient_async._core.deadlines import DEADLINE, Deadline
 from resilient_async._sync import _backend as sync_backend
 from resilient_async._sync.ratelimit import RateLimiter
 from resilient_async.stores import MemoryStore
 
+from ._sync._backend import VirtualClock
+from ._sync._backend import clock as clock  # a fixture
+from .sync.threads import join, start
 from .test_bucket_core import window_violations
-
-JOIN = 30.0
-
-
-class FakeClock:
-    """A clock for the sync backend: waits move it instead of blocking."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def current_time(self) -> float:
-        return self.now
-
-    def wait_event(self, event: threading.Event, seconds: float) -> bool:
-        if event.is_set():
-            return True
-        self.now += seconds
-        return False
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    fake = FakeClock()
-    monkeypatch.setattr(sync_backend, "current_time", fake.current_time)
-    monkeypatch.setattr(sync_backend, "wait_event", fake.wait_event)
-    return fake
-
-
-def start(target: Callable[..., Any], *args: Any) -> threading.Thread:
-    thread = threading.Thread(target=target, args=args, daemon=True)
-    thread.start()
-    return thread
-
-
-def join(*threads: threading.Thread) -> None:
-    for thread in threads:
-        thread.join(JOIN)
-        assert not thread.is_alive()
-
-
-def test_bad_configuration_and_tokens() -> None:
-    with pytest.raises(ValueError, match="rate must be"):
-        RateLimiter(0)
-    with pytest.raises(ValueError, match="burst must be"):
-        RateLimiter(1, burst=0.5)
-    limiter = RateLimiter(5, burst=2)
-    with pytest.raises(ValueError, match=r"tokens must be (> 0|<= burst)"):
-        limiter.acquire(3)
-    with pytest.raises(ValueError, match="tokens must be"):
-        limiter.try_acquire(0)
-
-
-def test_bucket_on_a_fake_clock(clock: FakeClock) -> None:
-    limiter = RateLimiter(2, per=1.0, burst=2, max_wait=0.75, name="sync")
-    limiter.acquire()
-    with limiter:
-        pass
-    start_time = clock.now
-    limiter.acquire()  # waits 0.5 s on the fake clock
-    assert clock.now - start_time == pytest.approx(0.5)
-    with pytest.raises(ra.RateLimitedError) as info:
-        limiter.acquire(2)  # would wait 1 s > max_wait
-    assert info.value.retry_after == pytest.approx(1.0)
-    assert info.value.limiter == "sync"
-    assert clock.now - start_time == pytest.approx(0.5)
-    clock.now += 3600
-    assert limiter.try_acquire(2)
-    assert not limiter.try_acquire()
-    assert limiter.call(lambda x: x * 3, 2) == 6  # waited 0.5 s for it
-
-    @limiter
-    def fetch() -> str:
-        return "ok"
-
-    clock.now += 1
-    assert fetch() == "ok"
-
-
-def test_rejects_at_once_when_the_wait_reaches_the_deadline(clock: FakeClock) -> None:
-    limiter = RateLimiter(1, burst=1, max_wait=None)
-    limiter.acquire()
-    before = clock.now
-    with pytest.raises(ra.RateLimitedError):
-        _acquire_under_deadline(limiter, clock, 0.5)
-    assert clock.now == before
-    _acquire_under_deadline(limiter, clock, 1.5)
-    assert clock.now - before == pytest.approx(1.0)
-
-
-def _acquire_under_deadline(limiter: RateLimiter, clock: FakeClock, seconds: float) -> None:
-    # The effective deadline on the fake clock (`deadline()` would read the real one).
-    token = DEADLINE.set(Deadline(clock.now + seconds, None, None))
-    try:
-        limiter.acquire()
-    finally:
-        DEADLINE.reset(token)
 
 
 def test_keyboard_interrupt_while_waiting_returns_the_reservation(
-    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     limiter = RateLimiter(1, burst=1, max_wait=10)
     limiter.acquire()

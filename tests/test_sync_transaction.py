@@ -1,4 +1,6 @@
-"""The sync Transaction (generated twin): compensations, sqlite3 enlistment, journal, recovery."""
+"""The sync Transaction where it differs from the async one (the shared behaviour is tested
+once for both, in tests/_async): async compensations refused, sqlite3 enlistment, journal,
+recovery."""
 
 from __future__ import annotations
 
@@ -10,39 +12,8 @@ import pytest
 
 import resilient_async as ra
 import resilient_async.sync as ra_sync
-from resilient_async.instrumentation import hooks
-
-from .helpers import Recorder
 
 ROWS = 3
-
-
-def test_compensations_run_once_in_reverse_and_failures_are_grouped() -> None:
-    undone: list[int] = []
-    recorder = Recorder()
-
-    def undo(step: int) -> None:
-        undone.append(step)
-        if step == 1:
-            raise OSError("undo 1 failed")
-
-    with hooks(recorder), pytest.raises(ra_sync.CompensationError) as info:
-        with ra_sync.Transaction("order") as tx:
-            for step in range(3):
-                tx.on_rollback(undo, step)
-            raise ValueError("the block failed")
-    assert undone == [2, 1, 0]
-    original, failed = info.value.exceptions
-    assert isinstance(original, ValueError)
-    assert str(failed) == "undo 1 failed"
-    assert recorder.kinds() == ["compensation.ran", "compensation.failed", "compensation.ran"]
-
-
-def test_success_drops_the_compensations() -> None:
-    undone: list[int] = []
-    with ra_sync.Transaction() as tx:
-        tx.on_rollback(undone.append, 1)
-    assert undone == []
 
 
 def test_async_compensations_and_connections_are_refused() -> None:
@@ -58,18 +29,6 @@ def test_async_compensations_and_connections_are_refused() -> None:
 def test_compensation_retry_must_be_a_sync_retry() -> None:
     with pytest.raises(TypeError, match="compensation_retry"):
         ra_sync.Transaction(compensation_retry=ra.Retry())  # type: ignore[arg-type]
-    attempts: list[int] = []
-
-    def flaky() -> None:
-        attempts.append(1)
-        if len(attempts) < 2:
-            raise ConnectionError("again")
-
-    retry = ra_sync.Retry(attempts=2, backoff=ra.backoff.constant(0))
-    with pytest.raises(KeyError), ra_sync.Transaction(compensation_retry=retry) as tx:
-        tx.on_rollback(flaky)
-        raise KeyError("x")
-    assert len(attempts) == 2
 
 
 @pytest.fixture

@@ -38,7 +38,9 @@ __all__ = [
     "DeadlineScope",
     "Event",
     "Lock",
+    "locked",
     "check_awaited",
+    "misuse_of",
     "check_guarded_callable",
     "checkpoint",
     "clock_offset",
@@ -585,10 +587,22 @@ async def yield_now() -> None:
 
 
 def check_awaited(exc: BaseException, fn: object, policy: str) -> None:
-    """Turn the failure of a sync callable given to an async policy into a clear `TypeError`.
+    """Raise `misuse_of(exc, fn, policy)` when there is one (see there).
+
+    Raises:
+        TypeError: `fn` is a sync callable.
+    """
+    misuse = misuse_of(exc, fn, policy)
+    if misuse is not None:
+        raise misuse
+
+
+def misuse_of(exc: BaseException, fn: object, policy: str) -> TypeError | None:
+    """Tell whether `exc` shows that `fn` is a sync callable given to an async policy.
 
     Called on a policy's error path with the error of `await fn(...)`, caught in the frame
-    that made that call. Two signs that `fn` is a sync callable, both read from the
+    that made that call; returns the clear `TypeError` to raise instead (its `__cause__` set
+    as it should be), or None. Two signs that `fn` is a sync callable, both read from the
     traceback (the success path pays nothing):
 
     - the interpreter's "can't be used in 'await' expression", raised by the `await` in the
@@ -597,23 +611,22 @@ def check_awaited(exc: BaseException, fn: object, policy: str) -> None:
       coroutine's: `fn` is a plain function that raised when called. (A coroutine
       function's body only ever runs inside its coroutine; a lambda that merely builds an
       awaitable is left alone.)
-
-    Raises:
-        TypeError: `fn` is a sync callable.
     """
     tb = exc.__traceback__
     if tb is None:
-        return
+        return None
     following = tb.tb_next
     name = getattr(fn, "__qualname__", None) or repr(fn)
     if following is None:
         if type(exc) is TypeError and "'await' expression" in str(exc):
-            raise TypeError(
+            error = TypeError(
                 f"{policy}.call needs an async callable, but {name} returned a value that "
                 f"cannot be awaited: it is a sync callable; use resilient_async.sync.{policy} "
                 "for sync code"
-            ) from None
-        return
+            )
+            error.__suppress_context__ = True  # as `raise ... from None`
+            return error
+        return None
     code = getattr(getattr(fn, "__func__", fn), "__code__", None)
     if (
         code is not None
@@ -621,10 +634,14 @@ def check_awaited(exc: BaseException, fn: object, policy: str) -> None:
         and not code.co_flags & _ASYNC_CODE
         and code.co_name != "<lambda>"
     ):
-        raise TypeError(
+        error = TypeError(
             f"{policy}.call needs an async callable, but {name} is a sync function (it raised "
             f"{type(exc).__name__} when called); use resilient_async.sync.{policy} for sync code"
-        ) from exc
+        )
+        error.__cause__ = exc  # as `raise ... from exc`
+        error.__suppress_context__ = True
+        return error
+    return None
 
 
 # --- for clients of asyncio-only libraries (redis-py's asyncio client) -------------------
@@ -674,3 +691,16 @@ class Background:
         task.cancel()
         if task.get_loop() is _get_running_loop():
             await asyncio.wait({task})
+
+
+# --- the lock difference between the twins ---------------------------------------------
+
+
+def locked(lock: Lock, fn: Callable[..., T], /, *args: Any) -> T:
+    """Return `fn(*args)`: a state change that needs `lock` in sync code only.
+
+    Async drivers change shared state without an await in between, so no other task can
+    interleave and the lock is not taken (entering even a no-op lock costs more than most
+    state changes). The sync twin's `locked` holds the thread lock around the call.
+    """
+    return fn(*args)

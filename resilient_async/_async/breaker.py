@@ -46,7 +46,7 @@ from ..errors import CircuitOpenError
 from ..instrumentation import Hook, emit_to
 from ..stores.base import StateStore
 from . import _backend
-from .policy import MUST_WAIT, NamedPolicy
+from .policy import MUST_WAIT, Guard
 from .ports import BreakerConfig, BreakerPort, MemoryBreakerPort
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ _WINDOW_TYPES: Final = ("count", "time")
 _FLAVOUR: Final = "async" if _backend.IS_ASYNC else "sync"
 
 
-class CircuitBreaker(NamedPolicy):
+class CircuitBreaker(Guard):
     """Reject calls to a dependency while it fails too often, then probe it to recover.
 
     CLOSED: calls pass and their outcomes fill a sliding window, the last `window` calls
@@ -302,9 +302,9 @@ class CircuitBreaker(NamedPolicy):
 
     async def __aenter__(self) -> CircuitBreaker:
         """Admit the block as one call, or raise `CircuitOpenError`."""
-        token = self._guard_enter()
+        token = self.enter_nowait()
         if token is MUST_WAIT:
-            token = await self._guard_wait()
+            token = await self.enter()
         self._push_block(*token)
         return self
 
@@ -319,7 +319,7 @@ class CircuitBreaker(NamedPolicy):
         if self._remote is not None:
             await self._remote.exit(*token, exc)
             return
-        self._guard_exit(token, exc)
+        self.exit(token, exc)
 
     def _push_block(self, ticket: int, start: float) -> None:
         _blocks.set((*_blocks.get(), (self, ticket, start)))
@@ -336,27 +336,22 @@ class CircuitBreaker(NamedPolicy):
 
     # --- the guard protocol, through which a pipeline runs it without a frame of its own ---
 
-    @property
-    def _guard_folds(self) -> bool:  # type: ignore[override]
-        # A shared breaker's exit awaits the store: a pipeline runs it through `call`.
-        return self._remote is None
-
-    def _guard_enter(self) -> Any:
+    def enter_nowait(self) -> Any:
         # unasync: sync-only: _backend.check_deadline()
         ticket = self._core.fast_ticket
         if ticket is None:
             if self._remote is not None:
-                return MUST_WAIT  # admission is a step of the store: `_guard_wait` takes it
+                return MUST_WAIT  # admission is a step of the store: `enter` takes it
             ticket = self._admit()
         return ticket, (_backend.current_time() if self._timed else 0.0)
 
-    async def _guard_wait(self) -> tuple[int, float]:
+    async def enter(self) -> tuple[int, float]:
         remote = self._remote
         if remote is None:  # admission in memory never waits: it passes or is rejected
-            return self._guard_enter()  # type: ignore[no-any-return]
+            return self.enter_nowait()  # type: ignore[no-any-return]
         return await remote.enter(), _backend.current_time()
 
-    def _guard_exit(self, token: tuple[int, float], error: BaseException | None) -> None:
+    def exit(self, token: tuple[int, float], error: BaseException | None) -> None:
         ticket, start = token
         if error is None:
             if self._timed:

@@ -35,7 +35,7 @@ from ..errors import BulkheadFullError
 from ..instrumentation import Hook, emit_to
 from . import _backend
 from .keyed import Keyed
-from .policy import MUST_WAIT, NamedPolicy
+from .policy import MUST_WAIT, Guard
 
 if TYPE_CHECKING:
     from .adaptive import AdaptiveBulkhead
@@ -53,7 +53,7 @@ class _Wakeable(Protocol):
     def set(self) -> None: ...
 
 
-class Bulkhead(NamedPolicy):
+class Bulkhead(Guard):
     """Run at most `max_concurrent` calls at once; queue a few more, reject the rest.
 
     A caller that finds every slot taken waits in FIFO order if fewer than `max_queue`
@@ -264,8 +264,8 @@ class Bulkhead(NamedPolicy):
         return result
 
     async def __aenter__(self) -> Bulkhead:
-        if self._guard_enter() is MUST_WAIT:
-            await self._guard_wait()
+        if self.enter_nowait() is MUST_WAIT:
+            await self.enter()
         return self
 
     async def __aexit__(
@@ -274,11 +274,11 @@ class Bulkhead(NamedPolicy):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._guard_exit(None, exc)
+        self.exit(None, exc)
 
     # --- the guard protocol, through which a pipeline runs it without a frame of its own ---
 
-    def _guard_enter(self) -> object:
+    def enter_nowait(self) -> object:
         # unasync: sync-only: _backend.check_deadline()
         ledger = self._ledger
         # unasync: sync-only: with self._lock:
@@ -286,11 +286,11 @@ class Bulkhead(NamedPolicy):
         admitted = ledger.try_admit()  # unasync: remove
         return None if admitted else MUST_WAIT
 
-    async def _guard_wait(self) -> object:
+    async def enter(self) -> object:
         await self._wait_for_slot()
         return None
 
-    def _guard_exit(self, token: None, error: BaseException | None) -> None:
+    def exit(self, token: None, error: BaseException | None) -> None:
         ledger = self._ledger
         if error is None:
             # unasync: sync-only: with self._lock:

@@ -1,26 +1,19 @@
-"""The base every policy shares: `call`, and the decorator form built on it."""
+"""The bases every policy shares: `call` and the decorator; a guard's three admission steps."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    ClassVar,
-    Final,
-    ParamSpec,
-    Protocol,
-    TypeVar,
-    runtime_checkable,
-)
+from contextvars import ContextVar
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
 
 from . import _backend
 
 if TYPE_CHECKING:
     from ..instrumentation import Hook
 
-__all__ = ["MUST_WAIT", "Guard", "NamedPolicy", "Policy"]
+__all__ = ["MUST_WAIT", "WITHDRAWN", "Guard", "NamedPolicy", "Policy", "Withdrawn"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -35,10 +28,6 @@ class Policy:
     """
 
     __slots__ = ()
-
-    # False for a guard whose exit must await I/O (a breaker on a RedisStore): a pipeline
-    # then runs it through `call` instead of folding it into its own driver.
-    _guard_folds: ClassVar[bool] = True
 
     async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)` under this policy and return its result."""
@@ -92,22 +81,114 @@ class _MustWait:
 
 
 MUST_WAIT: Final = _MustWait()
-"""Returned by `Guard._guard_enter` when the guard must wait (`_guard_wait`) to admit."""
+"""Returned by `Guard.enter_nowait` when admission has to wait: call `Guard.enter` then."""
 
 
-@runtime_checkable
-class Guard(Protocol):
-    """What a policy offers to be folded into a pipeline's single driver.
+class Withdrawn(BaseException):
+    """The outcome a guard's `exit` gets for a call that counts as nothing.
 
-    `_guard_enter()` admits the call without waiting and returns a token (or raises the
-    guard's rejection), or returns `MUST_WAIT`, after which `_guard_wait()` waits for
-    admission and returns the token. `_guard_exit(token, error)` records the outcome (error is
-    None on success) and may raise a replacement error (a timeout turns its own cancellation
-    into `DeadlineExceeded`).
+    A call that never really ran (a callable of the other flavour) is recorded like a
+    cancelled one: not an `Exception`, so no guard counts it as a failure.
     """
 
-    def _guard_enter(self) -> Any: ...
 
-    async def _guard_wait(self) -> Any: ...
+WITHDRAWN: Final = Withdrawn()
 
-    def _guard_exit(self, token: Any, error: BaseException | None) -> None: ...
+# The guards entered by `async with` in this task (and its children), innermost last, with
+# the token each one's `exit` needs.
+_held: ContextVar[tuple[tuple[Guard, Any], ...]] = ContextVar(
+    "resilient_async.held_guards", default=()
+)
+
+
+class Guard(NamedPolicy):
+    """A policy that admits a call, lets it run unchanged, then records how it ended.
+
+    Circuit breakers, bulkheads, rate limiters and timeouts are guards. Each writes its
+    admission once, in three steps, and gets `call`, `async with`, the decorator and its place
+    in a pipeline from them (as trio builds `acquire` on `acquire_nowait`):
+
+    - `enter_nowait()` admits the call without waiting and returns a token, raises the
+      guard's rejection, or returns `MUST_WAIT` when admission has to wait;
+    - `enter()` waits for admission and returns the token (after `MUST_WAIT` only);
+    - `exit(token, error)` records the outcome: `error` is None on success, the error the
+      call raised, or `WITHDRAWN` for a call that counts as nothing. It may raise a
+      replacement (a timeout turns its own cancellation into `DeadlineExceeded`).
+
+    A pipeline folds consecutive guards into one driver that calls these steps directly; a
+    guard class that overrides `call` is run through its `call` instead.
+    """
+
+    __slots__ = ()
+
+    def enter_nowait(self) -> Any:
+        """Admit a call without waiting: its token, or `MUST_WAIT`.
+
+        Raises:
+            ResilienceError: The guard rejects the call (its own subclass).
+        """
+        raise NotImplementedError
+
+    async def enter(self) -> Any:
+        """Wait for admission (after `enter_nowait` gave `MUST_WAIT`): the call's token.
+
+        Raises:
+            ResilienceError: The guard rejects the call (its own subclass).
+        """
+        raise NotImplementedError
+
+    def exit(self, token: Any, error: BaseException | None) -> None:
+        """Record the outcome of the call admitted with `token`; never suppress `error`."""
+        raise NotImplementedError
+
+    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `fn(*args, **kwargs)` once the guard admits it, and record how it ended."""
+        token = self.enter_nowait()
+        if token is MUST_WAIT:
+            token = await self.enter()
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            misuse = _backend.misuse_of(exc, fn, self._kind)
+            if misuse is not None:
+                self.exit(token, WITHDRAWN)
+                raise misuse from misuse.__cause__  # None: as `from None`
+            self.exit(token, exc)
+            raise
+        # unasync: sync-only: if type(result) is _backend.CoroutineType:
+        # unasync: sync-only:     self.exit(token, WITHDRAWN)
+        # unasync: sync-only:     _backend.check_result(result, fn, self._kind)
+        self.exit(token, None)
+        return result
+
+    async def __aenter__(self) -> Any:
+        """Admit the block as one call (waiting if the guard makes calls wait)."""
+        token = self.enter_nowait()
+        if token is MUST_WAIT:
+            token = await self.enter()
+        _held.set((*_held.get(), (self, token)))
+        return self._as_entered(token)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Record the block's outcome like that of a call; never suppress its error."""
+        held = _held.get()
+        for index in range(len(held) - 1, -1, -1):
+            if held[index][0] is self:
+                _held.set(held[:index] + held[index + 1 :])
+                self.exit(held[index][1], exc)
+                return
+        raise RuntimeError(f"{self!r} exited without a matching enter")
+
+    @property
+    def _kind(self) -> str:
+        """The policy's public name, for error messages."""
+        return type(self).__name__
+
+    def _as_entered(self, token: Any) -> Any:
+        """What `async with guard as x` binds: the guard itself (a timeout: its scope)."""
+        return self

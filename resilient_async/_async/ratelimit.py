@@ -24,7 +24,7 @@ from ..instrumentation import Hook, emit_to
 from ..stores.base import StateStore
 from . import _backend
 from .keyed import Keyed
-from .policy import MUST_WAIT, NamedPolicy
+from .policy import MUST_WAIT, Guard
 from .ports import LimiterConfig, LimiterPort, MemoryLimiterPort
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
 
 
-class RateLimiter(NamedPolicy):
+class RateLimiter(Guard):
     """Let calls through at `rate` per `per` seconds, in bursts of up to `burst`.
 
     A token bucket: it holds up to `burst` tokens (idle time never saves more) and refills
@@ -254,8 +254,8 @@ class RateLimiter(NamedPolicy):
         return False
 
     async def __aenter__(self) -> RateLimiter:
-        if self._guard_enter() is MUST_WAIT:
-            await self._guard_wait()
+        if self.enter_nowait() is MUST_WAIT:
+            await self.enter()
         return self
 
     async def __aexit__(
@@ -264,11 +264,11 @@ class RateLimiter(NamedPolicy):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._guard_exit(None, exc)
+        self.exit(None, exc)
 
     # --- the guard protocol, through which a pipeline runs it without a frame of its own ---
 
-    def _guard_enter(self) -> object:
+    def enter_nowait(self) -> object:
         # unasync: sync-only: _backend.check_deadline()
         state = self._state
         # unasync: sync-only: with state.lock:
@@ -276,10 +276,10 @@ class RateLimiter(NamedPolicy):
         took = state.bucket.try_take(1, _backend.current_time())  # unasync: remove
         return None if took else MUST_WAIT
 
-    async def _guard_wait(self) -> None:
+    async def enter(self) -> None:
         await self._wait_for_tokens(1)
 
-    def _guard_exit(self, token: None, error: BaseException | None) -> None:
+    def exit(self, token: None, error: BaseException | None) -> None:
         # A token is spent on entry, never given back; an error only gets the context.
         if isinstance(error, Exception):
             attach_context(error, self._context)

@@ -16,10 +16,8 @@ away.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Iterable
-from contextvars import ContextVar
+from collections.abc import Iterable
 from datetime import timedelta
-from types import TracebackType
 from typing import ParamSpec, TypeVar
 
 from .._core.checks import check_hooks, check_name, check_seconds
@@ -28,7 +26,7 @@ from ..context import attach_context
 from ..errors import DeadlineExceeded
 from ..instrumentation import Hook, emit_to
 from . import _backend
-from .policy import NamedPolicy
+from .policy import Guard
 
 __all__ = ["Timeout", "current_deadline", "deadline", "deadline_at", "remaining"]
 
@@ -97,12 +95,7 @@ def current_deadline() -> float:
     return when if when == math.inf else when + _backend.clock_offset()
 
 
-_entered: ContextVar[tuple[_backend.DeadlineScope, ...]] = ContextVar(
-    "resilient_async.timeout_scopes", default=()
-)
-
-
-class Timeout(NamedPolicy):
+class Timeout(Guard):
     """Bound each call (or block) to `seconds`, raising `DeadlineExceeded` when it runs over.
 
     The policy form of `deadline`: `await timeout.call(fn)`, `@timeout`, or
@@ -139,55 +132,21 @@ class Timeout(NamedPolicy):
     def __repr__(self) -> str:
         return f"Timeout({self._seconds!r}, name={self._name!r})"
 
-    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run `fn(*args, **kwargs)` bounded by `seconds`.
+    # --- the guard's steps: the token is the call's deadline scope -----------------------
 
-        Raises:
-            DeadlineExceeded: The call ran over (in async code it was cancelled first).
-        """
-        scope = _backend.DeadlineScope(None, self._seconds)
-        # unasync: sync-only: scope.report_as(self._name, self._hooks)
-        try:
-            with scope:
-                result = await fn(*args, **kwargs)
-        except DeadlineExceeded as exc:
-            self._expired(scope, exc)
-            raise
-        # unasync: begin-remove
-        except Exception as exc:
-            _backend.check_awaited(exc, fn, "Timeout")
-            raise
-        # unasync: end-remove
-        # unasync: sync-only: _backend.check_result(result, fn, "Timeout")
-        return result
-
-    async def __aenter__(self) -> _backend.DeadlineScope:
-        scope = self._guard_enter()
-        _entered.set((*_entered.get(), scope))
-        return scope
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        *outer, scope = _entered.get()
-        _entered.set(tuple(outer))
-        self._guard_exit(scope, exc)
-
-    # --- the guard protocol, through which a pipeline runs it without a frame of its own ---
-
-    def _guard_enter(self) -> _backend.DeadlineScope:
+    def enter_nowait(self) -> _backend.DeadlineScope:
         scope = _backend.DeadlineScope(None, self._seconds)
         # unasync: sync-only: scope.report_as(self._name, self._hooks)
         scope.__enter__()
         return scope
 
-    async def _guard_wait(self) -> _backend.DeadlineScope:
-        return self._guard_enter()  # entering a timeout never has to wait
+    async def enter(self) -> _backend.DeadlineScope:
+        return self.enter_nowait()  # entering a timeout never has to wait
 
-    def _guard_exit(self, scope: _backend.DeadlineScope, error: BaseException | None) -> None:
+    def _as_entered(self, token: _backend.DeadlineScope) -> _backend.DeadlineScope:
+        return token  # `async with timeout as scope`: the block's deadline scope
+
+    def exit(self, scope: _backend.DeadlineScope, error: BaseException | None) -> None:
         try:
             if error is None:
                 scope.__exit__(None, None, None)

@@ -30,9 +30,11 @@ __all__ = [
     "DeadlineScope",
     "Event",
     "Lock",
+    "locked",
     "check_deadline",
     "check_guarded_callable",
     "check_result",
+    "misuse_of",
     "checkpoint",
     "clock_offset",
     "current_time",
@@ -255,6 +257,11 @@ def check_result(result: object, fn: object, policy: str) -> None:
         )
 
 
+def misuse_of(exc: BaseException, fn: object, policy: str) -> TypeError | None:
+    """None: a sync call's misuse (an async callable) shows in its result, see `check_result`."""
+    return None
+
+
 def check_deadline() -> None:
     """Refuse a guarded call that starts once the effective deadline has passed.
 
@@ -305,3 +312,12 @@ class Background:
 
     def stop(self) -> None:
         """Let the thread see its stop condition on its own; never blocks the caller."""
+
+
+# --- the lock difference between the twins ---------------------------------------------
+
+
+def locked(lock: threading.Lock, fn: Callable[..., T], /, *args: Any) -> T:
+    """Return `fn(*args)` called while holding `lock` (threads may share the state)."""
+    with lock:
+        return fn(*args)

@@ -170,20 +170,20 @@ class AdaptiveBulkhead(Bulkhead):
     ) -> None:
         starts = _STARTS.get()
         _STARTS.set(starts[:-1])
-        self._guard_exit(starts[-1], exc)
+        self.exit(starts[-1], exc)
 
     # --- the guard protocol: the token is the time the call got its slot ------------------
 
-    def _guard_enter(self) -> object:
+    def enter_nowait(self) -> object:
         with self._lock:
             admitted = self._ledger.try_admit()
         return _backend.current_time() if admitted else MUST_WAIT
 
-    def _guard_wait(self) -> float:
+    def enter(self) -> float:
         self._wait_for_slot()
         return _backend.current_time()
 
-    def _guard_exit(self, token: float | None, error: BaseException | None) -> None:
+    def exit(self, token: float | None, error: BaseException | None) -> None:
         assert token is not None
         if error is None or isinstance(error, Exception):
             self._learn(token, error)

@@ -37,7 +37,7 @@ from ..errors import BulkheadFullError
 from ..instrumentation import Hook, emit_to
 from . import _backend
 from .keyed import Keyed
-from .policy import MUST_WAIT, NamedPolicy
+from .policy import MUST_WAIT, Guard
 
 if TYPE_CHECKING:
     from .adaptive import AdaptiveBulkhead
@@ -55,7 +55,7 @@ class _Wakeable(Protocol):
     def set(self) -> None: ...
 
 
-class Bulkhead(NamedPolicy):
+class Bulkhead(Guard):
     """Run at most `max_concurrent` calls at once; queue a few more, reject the rest.
 
     A caller that finds every slot taken waits in FIFO order if fewer than `max_queue`
@@ -263,8 +263,8 @@ class Bulkhead(NamedPolicy):
         return result
 
     def __enter__(self) -> Bulkhead:
-        if self._guard_enter() is MUST_WAIT:
-            self._guard_wait()
+        if self.enter_nowait() is MUST_WAIT:
+            self.enter()
         return self
 
     def __exit__(
@@ -273,22 +273,22 @@ class Bulkhead(NamedPolicy):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._guard_exit(None, exc)
+        self.exit(None, exc)
 
     # --- the guard protocol, through which a pipeline runs it without a frame of its own ---
 
-    def _guard_enter(self) -> object:
+    def enter_nowait(self) -> object:
         _backend.check_deadline()
         ledger = self._ledger
         with self._lock:
             admitted = ledger.try_admit()
         return None if admitted else MUST_WAIT
 
-    def _guard_wait(self) -> object:
+    def enter(self) -> object:
         self._wait_for_slot()
         return None
 
-    def _guard_exit(self, token: None, error: BaseException | None) -> None:
+    def exit(self, token: None, error: BaseException | None) -> None:
         ledger = self._ledger
         if error is None:
             with self._lock:

@@ -2,19 +2,19 @@
 
 """Compose policies into one: `pipeline(outermost, ..., innermost)`.
 
-A pipeline is built once. Runs of consecutive guards (circuit breaker, bulkhead, rate
-limiter, timeout) are folded into a single driver that enters each guard with a plain method
-call and exits them in reverse order, so they cost their own bookkeeping and no coroutine
-frame each. Policies that run the call themselves (retry, fallback, hedge, another pipeline,
-any custom `Policy`) wrap the inner stages through their `call`. An error leaving the
-pipeline carries one merged error context: each policy adds its fields, and a field set
-closer to the raise site is never overwritten.
+A pipeline is built once, as a chain of stages. Runs of consecutive guards (circuit breaker,
+bulkhead, rate limiter, timeout) are folded into one stage that takes each guard's admission
+steps (`enter_nowait`, `enter`, `exit`) with plain method calls and exits them in reverse
+order, so they cost their own bookkeeping and no coroutine frame each. Policies that run the
+call themselves (retry, fallback, hedge, another pipeline, any custom `Policy`) wrap the next
+stage through their `call`. An error leaving the pipeline carries one merged error context:
+each policy adds its fields, and a field set closer to the raise site is never overwritten.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import Any, ParamSpec, TypeVar, cast
 
 from .._core.checks import check_hooks
@@ -22,7 +22,7 @@ from ..instrumentation import Hook
 from ..instrumentation import hooks as scoped_hooks
 from . import _backend
 from .fallback import Fallback
-from .policy import MUST_WAIT, Guard, NamedPolicy, Policy
+from .policy import MUST_WAIT, WITHDRAWN, Guard, NamedPolicy, Policy
 
 __all__ = ["Pipeline", "pipeline"]
 
@@ -57,7 +57,7 @@ class Pipeline(NamedPolicy):
         ... )
     """
 
-    __slots__ = ("_hooks", "_name", "_policies", "_stages")
+    __slots__ = ("_hooks", "_name", "_policies", "_run")
 
     def __init__(self, *policies: Policy, hooks: Iterable[Hook] = ()) -> None:
         if not policies:
@@ -69,7 +69,7 @@ class Pipeline(NamedPolicy):
         self._policies: tuple[Policy, ...] = policies
         self._hooks: tuple[Hook, ...] = check_hooks(hooks)
         self._name: str | None = None  # a pipeline names no events of its own
-        self._stages = _build_stages(policies)
+        self._run = _build_stages(policies)
 
     @property
     def policies(self) -> tuple[Policy, ...]:
@@ -81,13 +81,10 @@ class Pipeline(NamedPolicy):
 
     def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)` through every policy, outermost first."""
-        target: Callable[..., Any] = fn
-        for stage in self._stages:
-            target = stage(target)
         if self._hooks:
             with scoped_hooks(*self._hooks):
-                return cast(T, target(*args, **kwargs))
-        return cast(T, target(*args, **kwargs))
+                return cast(T, self._run(fn, *args, **kwargs))
+        return cast(T, self._run(fn, *args, **kwargs))
 
 
 def pipeline(*policies: Policy, hooks: Iterable[Hook] = ()) -> Pipeline:
@@ -117,53 +114,85 @@ def _not_a_policy(index: int, value: object) -> str:
     )
 
 
-Stage = Callable[[Callable[..., Any]], Callable[..., Any]]
+Run = Callable[..., Any]  # run(fn, *args, **kwargs)
 
 
-def _build_stages(policies: Sequence[Policy]) -> tuple[Stage, ...]:
-    """Turn the policies into stages, innermost first: guard runs fold into one stage."""
-    stages: list[Stage] = []
+def _build_stages(policies: Sequence[Policy]) -> Run:
+    """Link the policies into stages, built once: runs of foldable guards share one stage.
+
+    Each stage's `run(fn, *args, **kwargs)` applies its policies around the next stage's
+    `run` (the innermost one calls `fn`). A call through the pipeline builds one small
+    binding per policy that runs the call itself (it must be handed a callable that takes
+    the caller's arguments), and nothing for the guards.
+    """
+    inner: Run | None = None
     guards: list[Guard] = []
     for policy in reversed(policies):
-        if isinstance(policy, Guard) and policy._guard_folds:
+        if isinstance(policy, Guard) and type(policy).call is Guard.call:
             guards.insert(0, policy)
             continue
         if guards:
-            stages.append(functools.partial(functools.partial, _run_guards, tuple(guards)))
+            inner = _GuardStage(tuple(guards), inner).run
             guards = []
-        stages.append(functools.partial(functools.partial, policy.call))
+        # The innermost stage is the policy's own `call`; the others bind the next stage.
+        inner = policy.call if inner is None else _PolicyStage(policy, inner).run
     if guards:
-        stages.append(functools.partial(functools.partial, _run_guards, tuple(guards)))
-    return tuple(stages)
+        inner = _GuardStage(tuple(guards), inner).run
+    assert inner is not None
+    return inner
 
 
-def _run_guards(
-    guards: tuple[Guard, ...],
-    fn: Callable[..., Any],
-    /,
-    *args: Any,
-    **kwargs: Any,
-) -> Any:
-    """Enter each guard (outermost first), run the call, exit them innermost first."""
-    entered: list[tuple[Guard, Any]] = []
-    try:
-        for guard in guards:
-            token = guard._guard_enter()
-            if token is MUST_WAIT:
-                token = guard._guard_wait()
-            entered.append((guard, token))
-        result = fn(*args, **kwargs)
-        _backend.check_result(result, fn, "Pipeline")
-    except BaseException as exc:
-        error = _exit_all(entered, exc)
-        if error is exc:
-            raise
-        assert error is not None
-        raise error from exc  # a guard's replacement (DeadlineExceeded for its cancellation)
-    error = _exit_all(entered, None)
-    if error is not None:
-        raise error
-    return result
+class _PolicyStage:
+    """A policy that runs the call itself (retry, fallback, hedge...) around the next stage."""
+
+    __slots__ = ("_call", "_inner")
+
+    def __init__(self, policy: Policy, inner: Run) -> None:
+        self._call = policy.call
+        self._inner = inner
+
+    def run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        return self._call(partial(self._inner, fn), *args, **kwargs)
+
+
+class _GuardStage:
+    """Consecutive guards entered outermost first and exited innermost first, in one frame."""
+
+    __slots__ = ("_guards", "_inner", "run")
+
+    def __init__(self, guards: tuple[Guard, ...], inner: Run | None) -> None:
+        self._guards = guards
+        self._inner = inner
+        self.run: Run = self._run
+
+    def _run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        entered: list[tuple[Guard, Any]] = []
+        inner = self._inner
+        try:
+            for guard in self._guards:
+                token = guard.enter_nowait()
+                if token is MUST_WAIT:
+                    token = guard.enter()
+                entered.append((guard, token))
+            if inner is None:
+                result = fn(*args, **kwargs)
+                _backend.check_result(result, fn, "Pipeline")
+            else:
+                result = inner(fn, *args, **kwargs)
+        except BaseException as exc:
+            misuse = None if inner is not None else _backend.misuse_of(exc, fn, "Pipeline")
+            if misuse is not None:
+                _exit_all(entered, WITHDRAWN)
+                raise misuse from misuse.__cause__  # None: as `from None`
+            error = _exit_all(entered, exc)
+            if error is exc:
+                raise
+            assert error is not None
+            raise error from exc  # a guard's replacement (DeadlineExceeded for its cancellation)
+        error = _exit_all(entered, None)
+        if error is not None:
+            raise error
+        return result
 
 
 def _exit_all(
@@ -172,7 +201,7 @@ def _exit_all(
     """Exit the entered guards innermost first; each sees the error the inner ones left."""
     for guard, token in reversed(entered):
         try:
-            guard._guard_exit(token, error)
+            guard.exit(token, error)
         except BaseException as replaced:  # a guard's own replacement (DeadlineExceeded)
             error = replaced
     return error

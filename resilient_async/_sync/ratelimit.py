@@ -26,7 +26,7 @@ from ..instrumentation import Hook, emit_to
 from ..stores.base import StateStore
 from . import _backend
 from .keyed import Keyed
-from .policy import MUST_WAIT, NamedPolicy
+from .policy import MUST_WAIT, Guard
 from .ports import LimiterConfig, LimiterPort, MemoryLimiterPort
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
 
 
-class RateLimiter(NamedPolicy):
+class RateLimiter(Guard):
     """Let calls through at `rate` per `per` seconds, in bursts of up to `burst`.
 
     A token bucket: it holds up to `burst` tokens (idle time never saves more) and refills
@@ -253,8 +253,8 @@ class RateLimiter(NamedPolicy):
         return False
 
     def __enter__(self) -> RateLimiter:
-        if self._guard_enter() is MUST_WAIT:
-            self._guard_wait()
+        if self.enter_nowait() is MUST_WAIT:
+            self.enter()
         return self
 
     def __exit__(
@@ -263,21 +263,21 @@ class RateLimiter(NamedPolicy):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._guard_exit(None, exc)
+        self.exit(None, exc)
 
     # --- the guard protocol, through which a pipeline runs it without a frame of its own ---
 
-    def _guard_enter(self) -> object:
+    def enter_nowait(self) -> object:
         _backend.check_deadline()
         state = self._state
         with state.lock:
             took = state.bucket.try_take(1, _backend.current_time())
         return None if took else MUST_WAIT
 
-    def _guard_wait(self) -> None:
+    def enter(self) -> None:
         self._wait_for_tokens(1)
 
-    def _guard_exit(self, token: None, error: BaseException | None) -> None:
+    def exit(self, token: None, error: BaseException | None) -> None:
         # A token is spent on entry, never given back; an error only gets the context.
         if isinstance(error, Exception):
             attach_context(error, self._context)

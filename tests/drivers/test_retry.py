@@ -32,41 +32,12 @@ from resilient_async.context import context_of, error_context
 from resilient_async.instrumentation import hooks
 from resilient_async.testing import set_testing
 
+from .._async.scripted import Flaky
 from ..helpers import BACKENDS, Recorder, asyncio_only, run_virtual
 
 pytestmark = pytest.mark.anyio
 
 NOTE_PREFIX = "resilient_async context: "
-
-
-class Flaky:
-    """An async callable that follows a script: an exception class to raise, or a value.
-
-    Past the end of the script it repeats the last step. Each raise is a fresh instance.
-    `duration` seconds pass inside every call (a checkpoint, so cancellation can land there).
-    """
-
-    def __init__(self, *script: object, duration: float = 0.0) -> None:
-        self.script = list(script)
-        self.duration = duration
-        self.calls = 0
-        self.raised: list[BaseException] = []
-        self.started: list[float] = []
-
-    async def __call__(self, *args: object, **kwargs: object) -> object:
-        step = self.script[min(self.calls, len(self.script) - 1)]
-        self.calls += 1
-        self.started.append(anyio.current_time())
-        if self.duration:
-            await anyio.sleep(self.duration)
-        if isinstance(step, type) and issubclass(step, BaseException):
-            error = step("scripted")
-            self.raised.append(error)
-            raise error
-        if isinstance(step, BaseException):
-            self.raised.append(step)
-            raise step
-        return step
 
 
 class Throttled(Exception):

@@ -11,9 +11,7 @@ import pytest
 
 import resilient_async as flavour
 
-__all__ = ["IS_ASYNC", "flavour", "now", "sleep", "virtual_clock"]
-
-IS_ASYNC = True
+__all__ = ["flavour", "now", "sleep", "virtual_clock"]
 
 now = anyio.current_time
 sleep = anyio.sleep

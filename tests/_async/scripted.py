@@ -1,4 +1,4 @@
-"""A scripted dependency for the tests written once (async here, plain in the sync twin)."""
+"""A scripted dependency for the tests written once, a coroutine function or a plain one."""
 
 from ._backend import now, sleep
 

@@ -19,9 +19,7 @@ from resilient_async._core.deadlines import effective_deadline
 from resilient_async._sync import _backend
 from resilient_async.errors import DeadlineExceeded
 
-__all__ = ["IS_ASYNC", "VirtualClock", "clock", "flavour", "now", "sleep", "virtual_clock"]
-
-IS_ASYNC = False
+__all__ = ["VirtualClock", "clock", "flavour", "now", "sleep", "virtual_clock"]
 
 
 class VirtualClock:

@@ -18,6 +18,7 @@ from resilient_async._sync.breaker import BreakerState, CircuitBreaker
 
 from .._sync._backend import VirtualClock
 from .._sync.test_breaker import down, ok, trip
+from .threads import join, start
 
 CLOSED = BreakerState.CLOSED
 OPEN = BreakerState.OPEN
@@ -58,10 +59,10 @@ def test_eight_threads_lose_no_counts(busy_switching: None) -> None:
         failure_rate=1.0,
         slow_call_duration=3600.0,
     )
-    start = threading.Barrier(threads)
+    barrier = threading.Barrier(threads)
 
     def worker() -> None:
-        start.wait()
+        barrier.wait()
         for i in range(per_thread):
             for guarded in (breaker, timed):
                 if i % 3 == 0:
@@ -70,11 +71,7 @@ def test_eight_threads_lose_no_counts(busy_switching: None) -> None:
                 else:
                     guarded.call(ok)
 
-    pool = [threading.Thread(target=worker) for _ in range(threads)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
+    join(*[start(worker) for _ in range(threads)])
     for guarded in (breaker, timed):
         metrics = guarded.metrics()
         assert metrics.state is CLOSED
@@ -93,7 +90,7 @@ def test_eight_threads_at_half_open_let_exactly_the_permits_through(
         )
         trip(breaker)
         clock.now += 5
-        start = threading.Barrier(threads)
+        barrier = threading.Barrier(threads)
         release = threading.Event()
         decided = threading.Semaphore(0)  # one release per caller: admitted or rejected
         lock = threading.Lock()
@@ -109,7 +106,7 @@ def test_eight_threads_at_half_open_let_exactly_the_permits_through(
 
         def caller() -> None:
             nonlocal rejected
-            start.wait()
+            barrier.wait()
             try:
                 breaker.call(dependency)
             except ra.CircuitOpenError:
@@ -117,9 +114,7 @@ def test_eight_threads_at_half_open_let_exactly_the_permits_through(
                     rejected += 1
                 decided.release()
 
-        pool = [threading.Thread(target=caller) for _ in range(threads)]
-        for thread in pool:
-            thread.start()
+        pool = [start(caller) for _ in range(threads)]
         try:
             for _ in range(threads):
                 assert decided.acquire(timeout=10)
@@ -127,6 +122,5 @@ def test_eight_threads_at_half_open_let_exactly_the_permits_through(
             assert breaker.metrics().probes_in_flight == half_open_calls
         finally:
             release.set()
-            for thread in pool:
-                thread.join()
+            join(*pool)
         assert breaker.state is CLOSED

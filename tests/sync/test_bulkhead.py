@@ -200,7 +200,7 @@ def test_per_key_limit_holds_under_16_threads_with_idle_ttl_zero(max_keys: int) 
     running = 0
     peak = 0
     calls = 0
-    start = threading.Barrier(16)
+    barrier = threading.Barrier(16)
 
     def work() -> None:
         nonlocal running, peak, calls
@@ -213,17 +213,13 @@ def test_per_key_limit_holds_under_16_threads_with_idle_ttl_zero(max_keys: int) 
             running -= 1
 
     def worker(index: int) -> None:
-        start.wait()
+        barrier.wait()
         for turn in range(300):
             keyed["shared"].call(work)
             if turn % 3 == 0:
                 keyed[f"other-{index}-{turn}"].call(lambda: None)
 
-    threads = [threading.Thread(target=worker, args=(index,)) for index in range(16)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    join(*[start(worker, index) for index in range(16)])
     assert calls == 16 * 300
     assert peak == 1
     assert keyed["shared"].in_use == 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextvars
 import math
-import threading
 import time
 
 import pytest
@@ -16,6 +15,7 @@ from resilient_async.instrumentation import hooks
 
 from .._sync._backend import VirtualClock
 from ..helpers import Recorder
+from .threads import join, start
 
 
 def test_block_returning_after_its_deadline_keeps_its_result(clock: VirtualClock) -> None:
@@ -143,9 +143,7 @@ def test_deadlines_are_per_thread() -> None:
         seen["thread"] = sync.remaining()
 
     with sync.deadline(60):
-        thread = threading.Thread(target=worker)
-        thread.start()
-        thread.join()
+        join(start(worker))
         assert sync.remaining() <= 60
     assert seen["thread"] == math.inf
 

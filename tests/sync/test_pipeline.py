@@ -10,6 +10,7 @@ from resilient_async import sync as ra
 from resilient_async.instrumentation import hooks
 
 from ..helpers import Recorder
+from .threads import join, start
 
 
 def test_sync_timeout_in_a_pipeline_keeps_a_late_result() -> None:
@@ -52,11 +53,7 @@ def test_sync_pipeline_under_threads_never_exceeds_the_bulkhead() -> None:
         for _ in range(20):
             guarded.call(work)
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    join(*[start(worker) for _ in range(8)])
     assert peak <= 3
     assert bulkhead.in_use == 0
     assert bulkhead.metrics().completed == 160

@@ -1,9 +1,12 @@
 """API clauses of the sync twin only (the shared ones are tested once for both flavours, in
-tests/_async): an async callable given to a sync policy is a clear TypeError."""
+tests/_async): an async callable given to a sync policy, or decorated by one, is a clear
+TypeError."""
 
 from __future__ import annotations
 
+import re
 import warnings
+from typing import Any
 
 import pytest
 
@@ -53,3 +56,29 @@ def test_an_async_callable_given_to_a_sync_policy_is_a_clear_type_error() -> Non
     assert rs.Fallback(handler=sync_handler).call(Flaky(ConnectionError)) == "ok"
     with pytest.raises(TypeError, match="handler must be a sync callable"):
         rs.Fallback(handler=async_handler)
+
+
+async def fetch() -> None:
+    return None
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        rs.retry(),
+        rs.Retry(),
+        rs.CircuitBreaker(),
+        rs.Bulkhead(1),
+        rs.RateLimiter(1),
+        rs.Timeout(1),
+        rs.Fallback(value=None),
+    ],
+    ids=lambda policy: type(policy).__name__,
+)
+def test_a_sync_decorator_refuses_an_async_function(policy: Any) -> None:
+    message = (
+        "fn must be a sync callable, got the async function 'fetch'; "
+        "use the policies from resilient_async"
+    )
+    with pytest.raises(TypeError, match=re.escape(message)):
+        policy(fetch)

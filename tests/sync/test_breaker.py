@@ -36,16 +36,6 @@ def busy_switching() -> Iterator[None]:
         sys.setswitchinterval(previous)
 
 
-def test_decorator_rejects_async_functions() -> None:
-    breaker = CircuitBreaker()
-
-    async def coroutine_function() -> None:
-        return None
-
-    with pytest.raises(TypeError, match="sync"):
-        breaker(coroutine_function)  # type: ignore[arg-type]
-
-
 def test_eight_threads_lose_no_counts(busy_switching: None) -> None:
     threads, per_thread = 8, 3000
     # Never opens: the failure rate stays below 1.0 once min_calls (all calls) are in.

@@ -30,14 +30,6 @@ def check_ledger(bulkhead: Bulkhead) -> None:
     ), m
 
 
-def test_decorator_rejects_async_functions() -> None:
-    async def coroutine_function() -> None:
-        return None
-
-    with pytest.raises(TypeError, match="async"):
-        Bulkhead(1)(coroutine_function)
-
-
 def test_threads_never_exceed_the_limit() -> None:
     bulkhead = Bulkhead(3, max_queue=100)
     lock = threading.Lock()

@@ -128,14 +128,6 @@ def test_sync_timeout_policy(clock: VirtualClock) -> None:
     ]
 
 
-def test_sync_timeout_rejects_async_functions() -> None:
-    async def coro() -> None:
-        return None
-
-    with pytest.raises(TypeError, match="sync callable"):
-        sync.Timeout(1)(coro)  # type: ignore[arg-type]
-
-
 def test_deadlines_are_per_thread() -> None:
     seen: dict[str, float] = {}
 

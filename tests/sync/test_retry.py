@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import resilient_async as ra
 from resilient_async import backoff
-from resilient_async._sync.retry import Retry, RetryBudget, retry
+from resilient_async._sync.retry import Retry, RetryBudget
 from resilient_async.context import context_of, error_context
 from resilient_async.instrumentation import hooks
 
@@ -99,14 +99,6 @@ def test_sync_loops_keep_their_bounds(
 
 
 # --- the decorator ----------------------------------------------------------------------------
-
-
-def test_decorator_rejects_async_functions() -> None:
-    async def fetch() -> None:
-        return None
-
-    with pytest.raises(TypeError, match="sync callable"):
-        retry()(fetch)
 
 
 def test_an_async_budget_is_refused() -> None:

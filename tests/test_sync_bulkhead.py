@@ -86,6 +86,26 @@ def test_decorator_rejects_async_functions() -> None:
         Bulkhead(1)(coroutine_function)
 
 
+def test_an_async_callable_counts_as_nothing_run_cancelled_not_failed() -> None:
+    """The coroutine never ran: withdrawn, counted like a cancelled call (as in async)."""
+    calls = 0
+
+    async def coroutine_function() -> str:
+        nonlocal calls
+        calls += 1
+        return "value"
+
+    plain = Bulkhead(1)
+    adaptive = Bulkhead.adaptive(initial=2, algorithm="aimd")
+    for bulkhead in (plain, adaptive):
+        with pytest.raises(TypeError, match=r"Bulkhead\.call needs a sync callable"):
+            bulkhead.call(coroutine_function)  # type: ignore[arg-type]
+        m = bulkhead.metrics()
+        assert (m.cancelled, m.failed, m.completed, m.running) == (1, 0, 0, 0), m
+    assert adaptive.limit == 2  # no sample: the limit did not move
+    assert calls == 0
+
+
 def test_keyboard_interrupt_passes_through_and_frees_the_slot() -> None:
     bulkhead = Bulkhead(1)
     interrupt = KeyboardInterrupt()

@@ -7,9 +7,8 @@ to the longest waiter, which stays counted as running from that moment; a waiter
 cancelled before it resumes (CPython gh-90155, anyio #947) passes the slot on, and a waiter
 whose `max_wait` passed is taken out of the queue before it is rejected, so it never holds one.
 
-The bulkhead is a guard: its admission is written once, as `enter_nowait` (take a free slot),
-`enter` (queue for one) and `exit` (count the outcome, free the slot), and `call`, `async
-with`, the decorator and a pipeline's driver all run through these steps.
+A guard: `enter_nowait` takes a free slot, `enter` queues for one, `exit` counts the outcome
+and frees the slot; `call`, `async with`, the decorator and pipelines run through these.
 
 With `queue="codel"` the ledger and the waiting path are a `CoDelQueue` (`codel.py`): which
 waiter gets a freed slot depends on the time. The FIFO path is untouched by this.
@@ -264,13 +263,13 @@ class Bulkhead(Guard):
         if error is None:
             # unasync: sync-only: waiter = _backend.locked(self._lock, ledger.complete)
             waiter = ledger.complete()  # unasync: remove
+            if waiter is not None:
+                waiter.set()
         elif isinstance(error, Exception):
-            waiter = _backend.locked(self._lock, ledger.fail)
             attach_context(error, self._context)
+            self._free(ledger.fail)
         else:
-            waiter = _backend.locked(self._lock, ledger.cancel)
-        if waiter is not None:
-            waiter.set()
+            self._free(ledger.cancel)
 
     @staticmethod
     def adaptive(

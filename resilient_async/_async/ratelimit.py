@@ -140,11 +140,11 @@ class RateLimiter(Guard):
         self._remote: SharedLimiter | None = None
         if not isinstance(port, MemoryLimiterPort):
             # Tokens behind a server: every take is awaited, so a driver of its own takes
-            # them. The limiter holds a bucket that never has a token, so its fast path
-            # always falls through to the waiting path, which hands the take over.
+            # them. The limiter holds a bucket that never has a token, so `enter_nowait`
+            # always says MUST_WAIT and `enter` hands the take over.
             from .shared_ratelimit import NoTokens, SharedLimiter
 
-            self._remote = SharedLimiter(self, port)
+            self._remote = SharedLimiter(port, wait_limit=self._wait_limit, reject=self._reject)
             port = MemoryLimiterPort(NoTokens(per_second, burst_tokens))
         self._state = port
 
@@ -250,9 +250,9 @@ class RateLimiter(Guard):
         """
         await self._wait_for_tokens(tokens)
 
-    def exit(self, token: None, error: BaseException | None) -> None:
+    def exit(self, token: Any, error: BaseException | None) -> None:
         """Attach the limiter's context to the call's error: the token stays spent."""
-        if isinstance(error, Exception):
+        if error is not None and isinstance(error, Exception):
             attach_context(error, self._context)
 
     @staticmethod

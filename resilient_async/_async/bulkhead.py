@@ -238,9 +238,10 @@ class Bulkhead(Guard):
             DeadlineExceeded: In sync code, the effective deadline has passed.
         """
         # unasync: sync-only: _backend.check_deadline()
-        # The hot path calls the ledger directly in async code (measured: `_backend.locked`
-        # would add a third to an uncontended call); the sync twin holds the thread lock.
-        # unasync: sync-only: admitted = _backend.locked(self._lock, self._ledger.try_admit)
+        # The hot path takes no detour through `_backend.locked` (measured: a third of an
+        # uncontended call): async code calls the ledger, the sync twin holds the lock.
+        # unasync: sync-only: with self._lock:
+        # unasync: sync-only:     admitted = self._ledger.try_admit()
         admitted = self._ledger.try_admit()  # unasync: remove
         return None if admitted else MUST_WAIT
 
@@ -261,7 +262,8 @@ class Bulkhead(Guard):
         """Count how the call ended (a withdrawn call as cancelled) and free its slot."""
         ledger = self._ledger
         if error is None:
-            # unasync: sync-only: waiter = _backend.locked(self._lock, ledger.complete)
+            # unasync: sync-only: with self._lock:
+            # unasync: sync-only:     waiter = ledger.complete()
             waiter = ledger.complete()  # unasync: remove
             if waiter is not None:
                 waiter.set()

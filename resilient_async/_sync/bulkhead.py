@@ -240,9 +240,10 @@ class Bulkhead(Guard):
             DeadlineExceeded: In sync code, the effective deadline has passed.
         """
         _backend.check_deadline()
-        # The hot path calls the ledger directly in async code (measured: `_backend.locked`
-        # would add a third to an uncontended call); the sync twin holds the thread lock.
-        admitted = _backend.locked(self._lock, self._ledger.try_admit)
+        # The hot path takes no detour through `_backend.locked` (measured: a third of an
+        # uncontended call): async code calls the ledger, the sync twin holds the lock.
+        with self._lock:
+            admitted = self._ledger.try_admit()
         return None if admitted else MUST_WAIT
 
     def enter(self) -> object:
@@ -262,7 +263,8 @@ class Bulkhead(Guard):
         """Count how the call ended (a withdrawn call as cancelled) and free its slot."""
         ledger = self._ledger
         if error is None:
-            waiter = _backend.locked(self._lock, ledger.complete)
+            with self._lock:
+                waiter = ledger.complete()
             if waiter is not None:
                 waiter.set()
         elif isinstance(error, Exception):

@@ -235,9 +235,10 @@ class RateLimiter(Guard):
         """
         _backend.check_deadline()
         state = self._state
-        # The hot path calls the bucket directly in async code (measured: `_backend.locked`
-        # would add a fifth to a call); the sync twin holds the thread lock.
-        took = _backend.locked(state.lock, state.bucket.try_take, tokens, _backend.current_time())
+        # The hot path takes no detour through `_backend.locked` (measured: a fifth of a
+        # call): async code calls the bucket, the sync twin holds the lock.
+        with state.lock:
+            took = state.bucket.try_take(tokens, _backend.current_time())
         return None if took else MUST_WAIT
 
     def enter(self, tokens: float = 1) -> None:

@@ -14,8 +14,8 @@ from typing import Any, Generic, ParamSpec, TypeVar
 import anyio
 
 from ._async import _backend
+from ._async.budget import RetryBudget
 from ._async.policy import NamedPolicy
-from ._async.retry import RetryBudget
 from ._core.checks import check_hooks, check_int, check_name, check_seconds
 from ._core.deadlines import effective_deadline
 from ._core.no_retry import NO_RETRY
@@ -106,7 +106,7 @@ class Hedge(NamedPolicy):
                 every attempt failed.
         """
         if self._budget is not None:
-            self._budget._deposit()
+            self._budget.deposit()
         run: _HedgedCall[T] = _HedgedCall(self, fn, args, kwargs)
         return await run.run()
 
@@ -183,7 +183,7 @@ class _HedgedCall(Generic[T]):
         if budget is None:
             return True
         try:
-            return await budget._withdraw(_backend.current_time())
+            return await budget.withdraw()
         except ValueError as error:  # the shared budget on the server has other settings
             self._misconfigured = error  # raised as itself, not inside the task group's group
             self._cancel()

@@ -19,6 +19,8 @@ from resilient_async.backoff import constant
 from resilient_async.context import context_of
 from resilient_async.stores import MemoryStore
 
+from .helpers import asyncio_only
+
 # --- the pure state ---------------------------------------------------------------------------
 
 
@@ -160,9 +162,9 @@ def test_budgets_share_state_through_a_store() -> None:
     first = RetryBudget(0.0, 0.1, 10.0, name="api", store=store)
     second = RetryBudget(0.0, 0.1, 10.0, name="api", store=store)
     other = RetryBudget(0.0, 0.1, 10.0, name="other", store=store)
-    assert first._try_withdraw(0.0)
-    assert not second._try_withdraw(0.0)  # one retry per window, already used by `first`
-    assert other._try_withdraw(0.0)
+    assert first.try_withdraw(0.0)
+    assert not second.try_withdraw(0.0)  # one retry per window, already used by `first`
+    assert other.try_withdraw(0.0)
     with pytest.raises(ValueError, match="already exists"):
         RetryBudget(0.5, 0.1, 10.0, name="api", store=store)
     with pytest.raises(ValueError, match="name is required"):
@@ -311,3 +313,52 @@ async def test_success_deposits_and_earns_retries() -> None:
     for _ in range(4):
         assert await policy.call(ok) == 1
     assert budget.available() == pytest.approx(2.0)
+
+
+# --- the public driver methods: deposit, try_withdraw, withdraw -------------------------------
+
+
+@pytest.mark.anyio
+async def test_deposit_earns_and_withdrawals_spend_retries() -> None:
+    budget = RetryBudget(0.5, 0.0, ttl=10.0)
+    assert not budget.shared
+    assert not budget.try_withdraw()  # nothing earned yet, no floor
+    budget.deposit()
+    budget.deposit()
+    assert budget.available() == pytest.approx(1.0)
+    assert budget.try_withdraw()
+    assert not await budget.withdraw()  # the one retry earned is spent
+    budget.deposit()
+    budget.deposit()
+    assert await budget.withdraw()
+    assert budget.available() == pytest.approx(0.0)
+
+
+@pytest.mark.anyio
+async def test_withdrawals_at_a_given_time_forget_what_is_older_than_ttl() -> None:
+    budget = RetryBudget(0.0, 0.1, ttl=10.0)  # one retry per window
+    assert budget.try_withdraw(0.0)
+    assert not budget.try_withdraw(5.0)
+    assert not await budget.withdraw(9.0)
+    assert await budget.withdraw(21.0)  # past the window (and one bucket)
+
+
+@asyncio_only
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_a_budget_shared_through_a_server_withdraws_only_in_an_awaited_step() -> None:
+    from resilient_async.stores import RedisStore
+
+    from .redis_helpers import URL, prefix_on
+
+    with prefix_on() as prefix:
+        store = RedisStore(URL, prefix=prefix, timeout=2.0)
+        try:
+            budget = RetryBudget(0.0, 0.1, ttl=10.0, name="api", store=store)
+            assert budget.shared
+            with pytest.raises(RuntimeError, match=r"shared through a server: .*withdraw\(\)"):
+                budget.try_withdraw()
+            assert await budget.withdraw()
+            assert not await budget.withdraw()  # one retry per window, already used
+        finally:
+            await store.close()

@@ -704,3 +704,26 @@ def locked(lock: Lock, fn: Callable[..., T], /, *args: Any) -> T:
     state changes). The sync twin's `locked` holds the thread lock around the call.
     """
     return fn(*args)
+
+
+# --- retry helpers ---
+
+
+def check_result(result: object, fn: object, policy: str) -> None:
+    """Nothing to check: an async policy's misuse shows in its error (see `check_awaited`).
+
+    The sync twin refuses a coroutine as a sync callable's result; this one lets generated
+    code call it where the sync twin needs it, off the hot paths.
+    """
+
+
+def check_deadline() -> None:
+    """Nothing to check: an async deadline cancels what runs (the sync twin refuses late starts)."""
+
+
+def report_overrun(scope: DeadlineScope, policy: str | None, hooks: tuple[Any, ...]) -> None:
+    """Nothing to report: an async deadline cancels the block, it never overruns it.
+
+    The sync twin names the policy (and its own hooks) that a scope's `timeout.overrun`
+    event comes from.
+    """

@@ -1,4 +1,4 @@
-"""Retrying: `Retry`, the `retry` decorator factory, `Retry.attempts()` and `RetryBudget`.
+"""Retrying: `Retry` and the `retry` decorator factory.
 
 A `Retry` runs a call again when it fails with an error its `on` matches, waiting between
 attempts as its backoff says, until it succeeds or a stop condition holds: no attempts left,
@@ -6,38 +6,35 @@ the next wait would cross the effective deadline, the shared `RetryBudget` refus
 error is not retryable. Then the last real exception propagates, unwrapped, with the retry's
 fields (`attempt`, `policy`, `stop_reason`) added to its error context.
 
-Per-call state lives in a `_RetryState` made for that call, never on the policy; without a
-`timeout` or a `budget` it is made only once the call has failed, so the success path is one
-`try` around the call.
+Two paths run attempts: the fast path (`call`, and its copy in the decorator) is one `try`
+around the first attempt; every other attempt runs in the general loop (`run_loop`). The
+decisions between attempts are the pure `RetryPlan`'s (`_core/retry.py`), driven by a
+`RetryLoop` made for the call (`retry_loop.py`), never kept on the policy: without a
+`timeout` or a `budget` it is made only once the call has failed. `attempts()` is in
+`attempts.py`, `RetryBudget` in `budget.py`; both are re-exported here.
 Cancellation, `KeyboardInterrupt` and `SystemExit` are never caught.
 """
 
 from __future__ import annotations
 
 import functools
-import math
-import random
 from collections.abc import Iterable
-from contextvars import ContextVar, Token
 from datetime import timedelta
-from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, cast, overload
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, overload
 
-from .._core.budget import RetryBudgetState, check_budget_config
 from .._core.checks import check_hooks, check_name, check_seconds
-from .._core.deadlines import effective_deadline
-from .._core.no_retry import NO_RETRY
 from .._core.retry_metrics import RetryMetrics
 from ..backoff import Backoff, exponential
-from ..classify import DEFAULT, DefaultType, ErrorClass, OnSpec, compile_on, retry_after
-from ..context import attach_context
-from ..errors import CircuitOpenError, DeadlineExceeded
-from ..instrumentation import Hook, emit_to, enabled
-from ..stores.base import StateStore
-from ..testing import testing_settings
+from ..classify import DEFAULT, DefaultType, ErrorClass, OnSpec, compile_on
+from ..errors import CircuitOpenError
+from ..instrumentation import Hook, enabled
 from . import _backend
+from .attempts import Attempt, Attempts
+from .budget import ACTIVE_BUDGETS as _ACTIVE_BUDGETS
+from .budget import RetryBudget
 from .policy import NamedPolicy
-from .ports import BudgetConfig, BudgetPort, MemoryBudgetPort, SharedBudgetPort
+from .retry_loop import RetryLoop, guarded_call, run_loop
 
 if TYPE_CHECKING:
     # unasync: sync-only: from collections.abc import Callable, Iterator
@@ -50,17 +47,6 @@ T = TypeVar("T")
 
 DEFAULT_ON: Final = frozenset({ErrorClass.TRANSIENT, ErrorClass.THROTTLED, ErrorClass.TIMEOUT})
 """What a `Retry` retries when `on` is not given."""
-
-# Jitter draws; `random.Random.random` is safe to call from several threads at once.
-_RNG: Final = random.Random()
-
-# The budgets of the retry loops that enclose this code, outermost first. A loop nested in
-# another one's attempt withdraws from them too, so nesting cannot multiply retries beyond a
-# budget; a loop whose own budget is already listed does not deposit again (its calls are
-# part of the enclosing call, not new ones).
-_ACTIVE_BUDGETS: ContextVar[tuple[RetryBudget, ...]] = ContextVar(
-    "resilient_async.retry_budgets", default=()
-)
 
 
 class Retry(NamedPolicy):
@@ -263,6 +249,11 @@ class Retry(NamedPolicy):
             budget_refusals=refusals,
         )
 
+    def _count_call(self) -> None:
+        """Count one more loop (a call, a decorated call or an `attempts()` loop)."""
+        with self._lock:
+            self._calls += 1
+
     async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)`, retrying it as configured; return its first success.
 
@@ -273,9 +264,11 @@ class Retry(NamedPolicy):
             TypeError: `fn` is a callable of the other flavour (a sync function given to the
                 async policy, or an async one to the sync policy).
         """
-        # unasync: sync-only: _backend.check_deadline()
+        # The fast path: one `try` around the first attempt; all else is in `run_loop`. Its
+        # sync-only lines stay markers: a no-op call costs a tenth of the async success path.
         if self._guarded:
-            return await self._call_guarded(fn, args, kwargs)
+            return await guarded_call(self, fn, args, kwargs)
+        # unasync: sync-only: _backend.check_deadline()
         # unasync: sync-only: with self._lock:
         # unasync: sync-only:     self._calls += 1
         self._calls += 1  # unasync: remove
@@ -283,13 +276,14 @@ class Retry(NamedPolicy):
         try:
             result = await fn(*args, **kwargs)
         except Exception as exc:
-            _backend.check_awaited(exc, fn, "Retry")  # unasync: remove
+            _backend.check_awaited(exc, fn, "Retry")
             error = exc
         else:
             # unasync: sync-only: _backend.check_result(result, fn, "Retry")
             return result
-        state = _RetryState(self, _ACTIVE_BUDGETS.get(), start=start)
-        return await self._retry(state, error, None, fn, args, kwargs)
+        # Outside the handler: a later attempt's error is not chained onto this one.
+        state = RetryLoop(self, _ACTIVE_BUDGETS.get(), start=start)
+        return await run_loop(state, fn, args, kwargs, error)
 
     def __call__(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
         """Decorate `fn` so that every call of it runs the retry loop.
@@ -305,12 +299,11 @@ class Retry(NamedPolicy):
 
             @functools.wraps(fn)
             async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
-                # unasync: sync-only: _backend.check_deadline()
-                return await policy._call_guarded(fn, args, kwargs)
+                return await guarded_call(policy, fn, args, kwargs)
 
             return guarded
 
-        # The same as `call`, inlined: one frame less on every call of the decorated function.
+        # `call`'s fast path, inlined: one frame less on every call of the decorated function.
         @functools.wraps(fn)
         async def retried(*args: P.args, **kwargs: P.kwargs) -> T:
             # unasync: sync-only: _backend.check_deadline()
@@ -325,8 +318,8 @@ class Retry(NamedPolicy):
             else:
                 # unasync: sync-only: _backend.check_result(result, fn, "Retry")
                 return result
-            state = _RetryState(policy, _ACTIVE_BUDGETS.get(), start=start)
-            return await policy._retry(state, error, None, fn, args, kwargs)
+            state = RetryLoop(policy, _ACTIVE_BUDGETS.get(), start=start)
+            return await run_loop(state, fn, args, kwargs, error)
 
         return retried
 
@@ -357,90 +350,7 @@ class Retry(NamedPolicy):
                 "attempts() cannot apply on_result: a block has no result; use call() or "
                 "the decorator, or a Retry without on_result"
             )
-        return _Attempts(self)
-
-    async def _call_guarded(
-        self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> T:
-        """Run the loop when a timeout, a budget, `on_result` or own hooks need work first."""
-        with self._lock:
-            self._calls += 1
-        budgets, token = _enter_budget(self._budget)
-        try:
-            start = _backend.current_time()
-            state = _RetryState(self, budgets, start=start)
-            timeout = self._timeout
-            if timeout is None:
-                return await self._run(state, fn, args, kwargs)
-            scope = _backend.DeadlineScope(start + timeout, timeout)
-            # unasync: sync-only: scope.report_as(self._name, self._hooks)
-            try:
-                with scope:
-                    return await self._run(state, fn, args, kwargs)
-            except DeadlineExceeded as exc:
-                if scope.expired:
-                    state.stop(exc, "deadline")
-                raise
-        finally:
-            if token is not None:
-                _ACTIVE_BUDGETS.reset(token)
-
-    async def _run(
-        self,
-        state: _RetryState,
-        fn: Callable[..., Awaitable[T]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> T:
-        try:
-            result = await fn(*args, **kwargs)
-        except Exception as exc:
-            _backend.check_awaited(exc, fn, "Retry")  # unasync: remove
-            return await self._retry(state, exc, None, fn, args, kwargs)
-        # unasync: sync-only: _backend.check_result(result, fn, "Retry")
-        on_result = self._on_result
-        if on_result is None or not on_result(result):
-            return result
-        return await self._retry(state, None, result, fn, args, kwargs)
-
-    async def _retry(
-        self,
-        state: _RetryState,
-        error: Exception | None,
-        result: Any,
-        fn: Callable[..., Awaitable[T]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> T:
-        """Go on after a failed attempt (an error, or a rejected result): retry or stop."""
-        on_result = self._on_result
-        try:
-            while True:
-                if error is not None:
-                    delay = state.decide(error)
-                    if delay is None or (state.owed and not await state.settle(error)):
-                        raise error
-                else:
-                    delay = state.decide_result(result)
-                    if delay is None or (state.owed and not await state.settle(None, result)):
-                        return result  # type: ignore[no-any-return]
-                # The wait, inlined: one coroutine less per retry.
-                if delay > 0.0:
-                    await _backend.sleep(delay)
-                else:
-                    await _backend.yield_now()  # a zero wait still lets other tasks run
-                state.next_attempt()
-                try:
-                    result = await fn(*args, **kwargs)
-                except Exception as exc:
-                    error = exc
-                    continue
-                error = None
-                # unasync: sync-only: _backend.check_result(result, fn, "Retry")
-                if on_result is None or not on_result(result):
-                    return result  # type: ignore[no-any-return]
-        finally:
-            del error  # no reference cycle between this frame and the traceback
+        return Attempts(self)
 
 
 @overload
@@ -513,495 +423,3 @@ def _names_circuit_open(on: object) -> bool:
     """Tell whether an `on=` argument names `CircuitOpenError` (or a subclass) as a type."""
     items = on if isinstance(on, tuple) else (on,)
     return any(isinstance(item, type) and issubclass(item, CircuitOpenError) for item in items)
-
-
-class RetryBudget:
-    """Bound the retries of every `Retry` that shares it to a fraction of the calls.
-
-    Finagle-style: each call through a `Retry` that uses the budget deposits, each retry
-    withdraws, and a retry is made only while the retries within the last `ttl` seconds
-    stay within `ratio * calls + min_per_second * ttl`. So N failing calls make at most
-    `N * (1 + ratio) + min_per_second * ttl` attempts in a window, however many policies
-    share the budget. When it refuses, the loop stops and the last error propagates
-    (`stop_reason` `"budget"`).
-
-    A retry loop nested in an attempt of a loop that uses a budget withdraws from that
-    budget too (and does not deposit into it again), so nested retries cannot multiply
-    beyond it. Memory is O(1); counts expire in steps of `ttl / 10`.
-
-    Args:
-        ratio: Retries earned per call, >= 0 (0.2 = one retry per five calls).
-        min_per_second: Retries allowed per second whatever the calls, >= 0.
-        ttl: The window in seconds (or a `timedelta`), >= 1e-6.
-        name: The budget's name; required with `store`.
-        store: Where the state lives: None for state of this instance's own, a
-            `MemoryStore` in which budgets of the same name share one state in this process,
-            or a `RedisStore` that shares it across processes (retries are withdrawn in one
-            step on the server; deposits are sent in batches, so the budget errs low). They
-            must have the same parameters.
-
-    Raises:
-        ValueError: A parameter is out of range, `store` is given without `name`, or a
-            budget of that name in `store` has other parameters.
-        TypeError: A parameter has the wrong type.
-
-    Example:
-        ```python
-        budget = RetryBudget(ratio=0.1)
-        users = Retry(attempts=4, budget=budget)
-        orders = Retry(attempts=4, budget=budget)  # both draw on the same budget
-        ```
-    """
-
-    __slots__ = ("_cell", "_local", "_min_per_second", "_name", "_ratio", "_shared", "_ttl")
-
-    def __init__(
-        self,
-        ratio: float = 0.2,
-        min_per_second: float = 10.0,
-        ttl: float | timedelta = 10.0,
-        *,
-        name: str | None = None,
-        store: StateStore | None = None,
-    ) -> None:
-        ratio, min_per_second, ttl = check_budget_config(ratio, min_per_second, ttl)
-        name = check_name(name)
-        self._ratio = ratio
-        self._min_per_second = min_per_second
-        self._ttl = ttl
-        self._name = name
-
-        def create() -> BudgetPort:
-            return MemoryBudgetPort(RetryBudgetState(ratio, min_per_second, ttl))
-
-        if store is None:
-            port = create()
-        elif not isinstance(store, StateStore):
-            raise TypeError(f"store must be a MemoryStore, a RedisStore or None, got {store!r}")
-        elif name is None:
-            raise ValueError("name is required with store=: budgets in a store share by name")
-        else:
-            config = BudgetConfig(ratio, min_per_second, ttl)
-            flavour = "async" if _backend.IS_ASYNC else "sync"
-            port = store.shared("retry_budget", name, config, create, flavour=flavour)
-        self._cell = port
-        # A budget in this process withdraws at once; a shared one in an awaited step.
-        self._local = port if isinstance(port, MemoryBudgetPort) else None
-        self._shared: SharedBudgetPort | None = None
-        if self._local is None:
-            self._shared = cast(SharedBudgetPort, port)
-
-    @property
-    def ratio(self) -> float:
-        """Retries earned per call."""
-        return self._ratio
-
-    @property
-    def min_per_second(self) -> float:
-        """Retries allowed per second whatever the calls."""
-        return self._min_per_second
-
-    @property
-    def ttl(self) -> float:
-        """The window in seconds."""
-        return self._ttl
-
-    @property
-    def name(self) -> str | None:
-        """The budget's name, or None."""
-        return self._name
-
-    def __repr__(self) -> str:
-        return (
-            f"RetryBudget(ratio={self._ratio!r}, min_per_second={self._min_per_second!r}, "
-            f"ttl={self._ttl!r}, name={self._name!r})"
-        )
-
-    def available(self) -> float:
-        """Return how many retries the budget would allow now (may be fractional).
-
-        Raises:
-            RuntimeError: No event loop is running (async flavour).
-        """
-        return self._cell.available(_backend.current_time())
-
-    def _deposit(self) -> None:
-        self._cell.deposit(_backend.current_time())
-
-    def _try_withdraw(self, now: float) -> bool:
-        """Withdraw one retry from a budget kept in this process (not a shared one)."""
-        local = self._local
-        assert local is not None, "a shared budget withdraws through `_withdraw`"
-        return local.try_withdraw(now)
-
-    async def _withdraw(self, now: float) -> bool:
-        """Withdraw one retry: at once in this process, or in one step on the server."""
-        shared = self._shared
-        if shared is None:
-            return self._try_withdraw(now)
-        return await shared.withdraw(now)
-
-
-class Attempt:
-    """One try of a `Retry.attempts()` loop: a context manager around the block to retry.
-
-    Attributes:
-        number: The attempt's number, from 1.
-    """
-
-    __slots__ = ("_entered", "_loop", "_scope", "_token", "number")
-
-    def __init__(self, loop: _Attempts, number: int) -> None:
-        self._loop = loop
-        self.number = number
-        self._entered = False
-        self._scope: _backend.DeadlineScope | None = None
-        self._token: Token[tuple[RetryBudget, ...]] | None = None
-
-    def __repr__(self) -> str:
-        return f"<Attempt {self.number}>"
-
-    def __enter__(self) -> Attempt:
-        if self._entered:
-            raise RuntimeError("an attempt can be entered only once")
-        self._entered = True
-        loop = self._loop
-        if loop.own_budgets is not None:
-            self._token = _ACTIVE_BUDGETS.set(loop.own_budgets)
-        if loop.deadline is not None:
-            scope = _backend.DeadlineScope(loop.deadline, loop.policy.timeout)
-            scope.__enter__()
-            self._scope = scope
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool:
-        loop = self._loop
-        loop.delay = None  # the loop ends after this attempt unless it fails and goes on
-        try:
-            scope = self._scope
-            if scope is not None:
-                self._scope = None
-                try:
-                    scope.__exit__(exc_type, exc, tb)
-                except DeadlineExceeded as expired:
-                    if scope.expired:
-                        loop.state().stop(expired, "deadline")
-                    raise
-        finally:
-            token = self._token
-            if token is not None:
-                self._token = None
-                _ACTIVE_BUDGETS.reset(token)
-        if not isinstance(exc, Exception):
-            return False  # a success, or a stop signal that must propagate untouched
-        state = loop.state()
-        loop.delay = state.decide(exc)
-        if loop.delay is not None and state.owed:
-            loop.failed = exc  # re-raised by the next step if a shared budget refuses
-        return loop.delay is not None
-
-
-class _Attempts:
-    """The iterator behind `Retry.attempts()`: one loop over a block, and its state."""
-
-    __slots__ = (
-        "_current",
-        "_state",
-        "deadline",
-        "delay",
-        "failed",
-        "own_budgets",
-        "policy",
-        "start",
-    )
-
-    def __init__(self, policy: Retry) -> None:
-        self.policy = policy
-        self._current: Attempt | None = None
-        self._state: _RetryState | None = None
-        self.deadline: float | None = None  # the loop's own deadline, from `timeout`
-        self.own_budgets: tuple[RetryBudget, ...] | None = None  # set while attempts run
-        self.delay: float | None = None  # the wait before the next attempt, if it goes on
-        self.failed: Exception | None = None  # the error of an attempt owing a withdrawal
-        self.start: float | None = None  # when the first attempt started
-
-    def __aiter__(self) -> _Attempts:
-        return self
-
-    async def __anext__(self) -> Attempt:
-        current = self._current
-        if current is None:
-            self._start()
-        else:
-            if not current._entered:
-                raise RuntimeError(
-                    f"attempt {current.number} was never entered: write `with attempt:` "
-                    "in the loop body"
-                )
-            delay = self.delay
-            if delay is None:
-                raise StopAsyncIteration
-            self.delay = None
-            state = self.state()
-            failed, self.failed = self.failed, None
-            if failed is not None and not await state.settle(failed):
-                raise failed
-            await state.wait(delay)
-        self._current = current = Attempt(self, 1 if self._state is None else self._state.attempt)
-        return current
-
-    def _start(self) -> None:
-        policy = self.policy
-        with policy._lock:
-            policy._calls += 1
-        self.start = _backend.current_time()
-        own = policy.budget
-        if own is not None:
-            enclosing = _ACTIVE_BUDGETS.get()
-            if own not in enclosing:
-                own._deposit()
-                self.own_budgets = (*enclosing, own)
-        if policy.timeout is not None:
-            self.deadline = _backend.current_time() + policy.timeout
-
-    def state(self) -> _RetryState:
-        """Return the loop's state, made on first use (the first failure)."""
-        state = self._state
-        if state is None:
-            budgets = self.own_budgets
-            if budgets is None:
-                budgets = _ACTIVE_BUDGETS.get()
-            deadline = math.inf if self.deadline is None else self.deadline
-            state = self._state = _RetryState(self.policy, budgets, deadline, start=self.start)
-        return state
-
-
-_NO_RESULT: Final[Any] = object()
-
-
-class _RetryState:
-    """What one retry loop tracks between attempts; made when its first attempt fails."""
-
-    __slots__ = (
-        "attempt",
-        "budgets",
-        "deadline",
-        "limit",
-        "no_wait",
-        "owed",
-        "policy",
-        "previous",
-        "start",
-    )
-
-    def __init__(
-        self,
-        policy: Retry,
-        budgets: tuple[RetryBudget, ...],
-        deadline: float = math.inf,
-        *,
-        start: float | None = None,
-    ) -> None:
-        self.policy = policy
-        self.budgets = budgets
-        # The loop's own deadline when no scope holds it while the loop decides (the
-        # `attempts()` form decides between its attempts' scopes); else inf.
-        self.deadline = deadline
-        # When the first attempt started, for `elapsed`; None when nobody listened then
-        # (the clock is read on the success path only for hooks).
-        self.start = start
-        self.attempt = 1  # the attempt that runs, or that just failed
-        self.previous = 0.0  # the backoff's previous delay (decorrelated jitter reads it)
-        # Shared budgets a retry must still be withdrawn from (an awaited step) before its wait.
-        self.owed: tuple[RetryBudget, ...] = ()
-        settings = testing_settings()
-        self.no_wait = settings.active
-        limit = policy._max_attempts
-        if settings.active and settings.attempts is not None:
-            limit = min(limit, settings.attempts)
-        self.limit = limit
-
-    def elapsed(self) -> float:
-        """Seconds since the first attempt started (since now, if that was not read)."""
-        now = _backend.current_time()
-        if self.start is None:
-            self.start = now
-        return now - self.start
-
-    def next_attempt(self) -> None:
-        """Count the attempt that is about to start."""
-        self.attempt += 1
-        policy = self.policy
-        with policy._lock:
-            policy._retries += 1
-
-    def decide(self, error: Exception) -> float | None:
-        """Return the wait before the next attempt, or None to stop with `error`.
-
-        Withdraws from the budgets when it decides to retry; on a stop, attaches the loop's
-        fields to the error's context and emits `retry.gave_up`.
-        """
-        policy = self.policy
-        own = policy._hooks
-        if own or enabled():  # one check, rather than building an event for no hook
-            emit_to(
-                own,
-                "retry.attempt_failed",
-                policy._name,
-                attempt=self.attempt,
-                exception=error,
-                elapsed=self.elapsed(),
-            )
-        if policy._stops_on_open and isinstance(error, CircuitOpenError):
-            self.stop(error, "circuit_open")
-            return None
-        if not policy._matches(error) or NO_RETRY.get():
-            self.stop(error, "not_retryable")
-            return None
-        return self._next_delay(error, retry_after(error), _NO_RESULT)
-
-    def decide_result(self, result: Any) -> float | None:
-        """Like `decide`, for a result that `on_result` rejected: None to return it."""
-        policy = self.policy
-        own = policy._hooks
-        if own or enabled():
-            emit_to(
-                own,
-                "retry.attempt_failed",
-                policy._name,
-                attempt=self.attempt,
-                result=result,
-                elapsed=self.elapsed(),
-            )
-        if NO_RETRY.get():
-            self.stop(None, "not_retryable", result)
-            return None
-        return self._next_delay(None, None, result)
-
-    def _next_delay(self, error: Exception | None, hint: float | None, result: Any) -> float | None:
-        policy = self.policy
-        attempt = self.attempt
-        if attempt >= self.limit:
-            self.stop(error, "attempts", result)
-            return None
-        delay = policy._backoff.delay(attempt, self.previous, _RNG)
-        self.previous = delay
-        hinted = False
-        if hint is not None:
-            if hint > policy._max_retry_after:
-                self.stop(error, "retry_after", result)
-                return None
-            if hint >= delay:
-                delay = hint  # in full: the backoff's `max` never shortens a server's hint
-                hinted = True
-        if self.no_wait:
-            delay = 0.0
-        deadline = effective_deadline()
-        deadline = min(deadline, self.deadline)
-        now = _backend.current_time() if deadline != math.inf or self.budgets else 0.0
-        if now + delay >= deadline:
-            self.stop(error, "retry_after" if hinted and delay else "deadline", result)
-            return None
-        owed: tuple[RetryBudget, ...] = ()
-        for budget in self.budgets:
-            if budget._shared is not None:
-                owed += (budget,)
-            elif not budget._try_withdraw(now):
-                with policy._lock:
-                    policy._budget_refusals += 1
-                self.stop(error, "budget", result)
-                return None
-        self.owed = owed
-        own = policy._hooks
-        if own or enabled():
-            fields: dict[str, Any] = (
-                {"exception": error} if result is _NO_RESULT else {"result": result}
-            )
-            emit_to(
-                own,
-                "retry.scheduled",
-                policy._name,
-                attempt=attempt,
-                delay=delay,
-                elapsed=self.elapsed(),
-                **fields,
-            )
-        return delay
-
-    async def settle(self, error: Exception | None, result: Any = _NO_RESULT) -> bool:
-        """Withdraw from the shared budgets `decide` left owed; False (a stop) if one refuses.
-
-        `error` is the failed attempt's exception, or None (with `result`) for a result that
-        `on_result` rejected.
-        """
-        owed, self.owed = self.owed, ()
-        now = _backend.current_time()
-        for budget in owed:
-            if not await budget._withdraw(now):
-                policy = self.policy
-                with policy._lock:
-                    policy._budget_refusals += 1
-                self.stop(error, "budget", result)
-                return False
-        return True
-
-    async def wait(self, delay: float) -> None:
-        """Wait `delay` seconds (a zero wait still lets other tasks run), then count on."""
-        if delay > 0.0:
-            await _backend.sleep(delay)
-        else:
-            await _backend.yield_now()
-        self.next_attempt()
-
-    def stop(self, error: Exception | None, reason: str, result: Any = _NO_RESULT) -> None:
-        """Record that the loop stops: context fields, counters and `retry.gave_up`.
-
-        `error` is the exception the loop stops with, or None when it stops on a result
-        that `on_result` rejected (which the loop then returns).
-        """
-        attempt = self.attempt
-        policy = self.policy
-        name = policy._name
-        with policy._lock:
-            policy._gave_up[reason] = policy._gave_up.get(reason, 0) + 1
-        own = policy._hooks
-        if error is not None:
-            fields = {"attempt": attempt, "policy": name or "Retry", "stop_reason": reason}
-            attach_context(error, fields)
-            if own or enabled():
-                emit_to(
-                    own,
-                    "retry.gave_up",
-                    name,
-                    attempt=attempt,
-                    stop_reason=reason,
-                    exception=error,
-                    elapsed=self.elapsed(),
-                )
-        elif own or enabled():
-            emit_to(
-                own,
-                "retry.gave_up",
-                name,
-                attempt=attempt,
-                stop_reason=reason,
-                result=result,
-                elapsed=self.elapsed(),
-            )
-
-
-def _enter_budget(
-    own: RetryBudget | None,
-) -> tuple[tuple[RetryBudget, ...], Token[tuple[RetryBudget, ...]] | None]:
-    """Deposit into `own` unless an enclosing loop uses it; list it for nested loops."""
-    enclosing = _ACTIVE_BUDGETS.get()
-    if own is None or own in enclosing:
-        return enclosing, None
-    own._deposit()
-    budgets = (*enclosing, own)
-    return budgets, _ACTIVE_BUDGETS.set(budgets)

@@ -321,3 +321,19 @@ def locked(lock: threading.Lock, fn: Callable[..., T], /, *args: Any) -> T:
     """Return `fn(*args)` called while holding `lock` (threads may share the state)."""
     with lock:
         return fn(*args)
+
+
+# --- retry helpers ---
+
+
+def check_awaited(exc: BaseException, fn: object, policy: str) -> None:
+    """Nothing to check: a sync policy awaits nothing (`check_result` refuses async callables).
+
+    The async twin turns the error of a sync callable given to an async policy into a clear
+    `TypeError`; this one lets generated code call it on the same error path.
+    """
+
+
+def report_overrun(scope: DeadlineScope, policy: str | None, hooks: tuple[Any, ...]) -> None:
+    """Name the policy (and its own hooks) that `scope`'s `timeout.overrun` event comes from."""
+    scope.report_as(policy, hooks)

@@ -113,6 +113,30 @@ def test_importing_and_classifying_never_imports_trio() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_default_rules_never_import_the_libraries_they_recognise() -> None:
+    # Every family's rules run (a status, a SQLSTATE-shaped error, an OSError, a group), and
+    # none of the libraries whose errors they know by name is imported.
+    libraries = ("trio", "httpx", "aiohttp", "requests", "redis", "asyncpg", "psycopg", "psycopg2")
+    code = (
+        "import sys, asyncio\n"
+        f"libraries = {libraries!r}\n"
+        "import resilient_async\n"
+        "before = {name for name in libraries if name in sys.modules}\n"
+        "from resilient_async.classify import classify, ErrorClass\n"
+        "class Status(Exception):\n"
+        "    status_code = 503\n"
+        "    headers = {'Retry-After': '1'}\n"
+        "class Sql(Exception):\n"
+        "    sqlstate = '40001'\n"
+        "errors = [Status(), Sql(), OSError(104, 'reset'), ExceptionGroup('g', [ValueError()])]\n"
+        "for exc in errors:\n"
+        "    classify(exc)\n"
+        "after = {name for name in libraries if name in sys.modules}\n"
+        "assert after == before, f'classify imported {after - before}'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 # --- The default table ----------------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ import anyio.to_thread
 import pytest
 
 import resilient_async as ra
-from resilient_async._async import _backend
+from resilient_async._backends import asyncio_deadline
 from resilient_async._core.timer_wheel import TimerWheel
 
 from .helpers import asyncio_only
@@ -71,7 +71,7 @@ async def test_a_finished_scope_is_not_kept_alive_by_the_wheel() -> None:
         for _ in range(200):
             with ra.deadline(30):
                 await asyncio.sleep(0)
-        wheel = _backend._wheel_of(loop)
+        wheel = asyncio_deadline._wheel_of(loop)
         live = [entry for bucket in wheel._buckets.values() for entry in bucket.entries]
         # The outer scope and at most the compaction slack of finished ones.
         assert keeper in live
@@ -84,7 +84,7 @@ async def test_each_loop_has_its_own_wheel_and_drops_it_with_the_loop() -> None:
         with ra.deadline(10):
             await asyncio.sleep(0)
         # The deadline's bucket is still pending: its loop timer holds the wheel.
-        return weakref.ref(_backend._wheel_of(asyncio.get_running_loop()))
+        return weakref.ref(asyncio_deadline._wheel_of(asyncio.get_running_loop()))
 
     def in_another_loop() -> tuple[weakref.ref[TimerWheel], weakref.ref[object]]:
         other_loop = asyncio.new_event_loop()
@@ -93,10 +93,10 @@ async def test_each_loop_has_its_own_wheel_and_drops_it_with_the_loop() -> None:
         finally:
             other_loop.close()
 
-    mine = _backend._wheel_of(asyncio.get_running_loop())
+    mine = asyncio_deadline._wheel_of(asyncio.get_running_loop())
     # Another thread, another loop: its own wheel, gone with it.
     other_wheel, other_loop = await anyio.to_thread.run_sync(in_another_loop)
     gc.collect()
     assert other_loop() is None
     assert other_wheel() is None
-    assert _backend._wheel_of(asyncio.get_running_loop()) is mine
+    assert asyncio_deadline._wheel_of(asyncio.get_running_loop()) is mine

@@ -95,6 +95,17 @@ async def test_equal_deadlines_the_outer_raises() -> None:
     assert not inner.expired
 
 
+async def test_a_deadline_at_infinity_never_expires_and_bounds_nothing() -> None:
+    # Regression: on asyncio the timer wheel turned math.inf into an int (OverflowError).
+    with deadline_at(math.inf) as scope:
+        assert ra.remaining() == math.inf
+        assert ra.current_deadline() == math.inf
+        await anyio.sleep(0.01)
+        with ra.deadline(0.5):
+            assert 0 < ra.remaining() <= 0.5  # an inner deadline still rules
+    assert not scope.expired
+
+
 async def test_deadline_in_the_past_expires_at_first_checkpoint() -> None:
     with pytest.raises(ra.DeadlineExceeded), deadline_at(anyio.current_time() - 5):
         await anyio.lowlevel.checkpoint()

@@ -53,6 +53,7 @@ def use_sync() -> None:
     load(3)  # type: ignore[arg-type]
     assert_type(SyncRetry().call(load, "p"), list[int])
     SyncRetry().call(load, "p", 1, 2)  # type: ignore[call-arg]
+    SyncRetry().call(load, 3)  # type: ignore[arg-type]
     for attempt in SyncRetry().attempts():
         with attempt:
             assert_type(attempt.number, int)

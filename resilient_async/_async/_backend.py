@@ -6,7 +6,9 @@ turn them into sync code that calls the sync backend instead.
 
 On asyncio the hot path uses the loop's own mechanisms (`loop.time`, `loop.call_at`,
 `Task.cancel`/`uncancel`), which cost a fraction of anyio's cancel scopes; on trio it uses
-trio's. The semantics are the same on both, and both are tested.
+trio's. A `DeadlineScope` is made as the running library's own class, from the hand-written
+modules of `resilient_async/_backends/` (one per library, never generated). The semantics are
+the same on both, and both are tested.
 """
 
 from __future__ import annotations
@@ -16,18 +18,16 @@ import inspect
 import math
 import sys
 import threading
-import weakref
 from asyncio import events as _events
 from collections.abc import Awaitable, Callable, Coroutine
-from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import Any, Final, ParamSpec, TypeAlias, TypeVar
 
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-from .._core.deadlines import DEADLINE, Deadline, visible
-from .._core.timer_wheel import Bucket, TimerWheel
+from .._backends.deadline_scope import DeadlineScope
+from .._backends.trio_clock import offset_of
 from ..errors import DeadlineExceeded
 
 __all__ = [
@@ -37,20 +37,18 @@ __all__ = [
     "loop_key",
     "DeadlineScope",
     "Event",
+    "Fn",
     "Lock",
     "locked",
     "check_awaited",
     "misuse_of",
     "check_guarded_callable",
-    "checkpoint",
     "clock_offset",
     "current_time",
-    "is_cancellation",
     "remaining_until",
     "require_asyncio",
     "run_in_thread",
     "run_to_completion",
-    "shielded",
     "sleep",
     "wait_event",
     "within",
@@ -59,7 +57,16 @@ __all__ = [
 
 IS_ASYNC: Final = True
 
+P = ParamSpec("P")
 T = TypeVar("T")
+
+Fn: TypeAlias = Callable[P, Awaitable[T]]
+"""A function as the policies of this flavour call it: `Fn[P, T]` is awaited for a `T`.
+
+The drivers write `fn: _backend.Fn[P, T]`; in the sync twin the same words mean a plain
+`Callable[P, T]`, so that both keep the ParamSpec checking of `mypy --strict`.
+"""
+
 REDIS_CLIENT: Final = "redis.asyncio"
 """The redis-py module whose client this flavour's RedisStore uses."""
 
@@ -100,13 +107,19 @@ def current_time() -> float:
     if loop is not None:
         return loop.time()
     try:
-        clock = _trio().lowlevel.current_clock()
+        clock = (_trio_clock or _find_trio_clock())()
     except RuntimeError:
         raise RuntimeError("this needs a running asyncio or trio event loop") from None
-    cached = _clock_cache
-    if cached[0] is not clock:
-        cached = _cache_clock(clock)
-    return float(clock.current_time()) - cached[1]
+    return float(clock.current_time()) - offset_of(clock)
+
+
+_trio_clock: Callable[[], Any] | None = None  # trio.lowlevel.current_clock, once trio is seen
+
+
+def _find_trio_clock() -> Callable[[], Any]:
+    global _trio_clock
+    _trio_clock = _trio().lowlevel.current_clock
+    return _trio_clock
 
 
 def clock_offset() -> float:
@@ -121,53 +134,14 @@ def clock_offset() -> float:
     if trio is None:
         return 0.0
     try:
-        return _clock_offset(trio)
+        return offset_of(trio.lowlevel.current_clock())
     except RuntimeError:
         return 0.0
-
-
-# (clock, offset) of the last trio clock seen, replaced as one tuple so threads never mix them.
-_clock_cache: tuple[object, float] = (None, 0.0)
-
-
-def _cache_clock(clock: object) -> tuple[object, float]:
-    global _clock_cache
-    # trio's real clock is `perf_counter() + offset`, and perf_counter is time.monotonic on
-    # every platform but Windows; a virtual clock (MockClock) is taken as it is.
-    offset = getattr(clock, "offset", 0.0) if type(clock).__name__ == "SystemClock" else 0.0
-    _clock_cache = cached = (clock, float(offset))
-    return cached
-
-
-def _clock_offset(trio: Any) -> float:
-    clock = trio.lowlevel.current_clock()
-    cached = _clock_cache
-    if cached[0] is not clock:
-        cached = _cache_clock(clock)
-    return cached[1]
 
 
 async def sleep(seconds: float) -> None:
     """Sleep `seconds` on the running loop's clock (a checkpoint even for 0)."""
     await anyio.sleep(seconds)
-
-
-async def checkpoint() -> None:
-    """Let other tasks run and deliver a pending cancellation."""
-    await anyio.lowlevel.checkpoint()
-
-
-def is_cancellation(exc: BaseException) -> bool:
-    """Tell whether `exc` is the running backend's cancellation (or a stop signal).
-
-    KeyboardInterrupt, SystemExit and GeneratorExit count too: no policy may catch them.
-    """
-    return not isinstance(exc, Exception)
-
-
-def shielded() -> anyio.CancelScope:
-    """Return a scope that shields cleanup which must finish from outer cancellation."""
-    return anyio.CancelScope(shield=True)
 
 
 class Lock:
@@ -233,7 +207,7 @@ class Event:
         await self._event.wait()
 
 
-async def run_to_completion(fn: Callable[[], Awaitable[T]]) -> T:
+async def run_to_completion(fn: Fn[[], T]) -> T:
     """Run `await fn()` to its end even if this task is cancelled meanwhile.
 
     For cleanup that must finish (a rollback, compensations). A cancellation that arrives
@@ -266,7 +240,7 @@ async def run_to_completion(fn: Callable[[], Awaitable[T]]) -> T:
     return inner.result()
 
 
-async def _awaited(fn: Callable[[], Awaitable[T]]) -> T:
+async def _awaited(fn: Fn[[], T]) -> T:
     return await fn()
 
 
@@ -276,259 +250,6 @@ async def run_in_thread(fn: Callable[..., T], *args: object) -> T:
     The thread cannot be interrupted: a cancellation waits for it to finish.
     """
     return await anyio.to_thread.run_sync(fn, *args)
-
-
-# --- deadlines on asyncio: one timer wheel per loop ---------------------------------------
-# A loop timer per guarded call costs more than most guarded calls; the wheel arms one per
-# tick of deadlines instead (see _core/timer_wheel.py). Expiry is exact: each bucket's timer
-# is at the earliest deadline armed in it.
-#
-# Only the loop's pending timers hold a wheel (an empty wheel is cheap to rebuild), so a
-# closed loop is never kept alive through it. Keyed by id(loop): a wheel outlives its loop
-# only while that loop's timers exist, and the loop with them, so an id is never reused
-# while its wheel is alive.
-_wheels: weakref.WeakValueDictionary[int, TimerWheel] = weakref.WeakValueDictionary()
-
-
-def _no_ref() -> None:
-    return None
-
-
-# The last loop's wheel, looked up first (one loop per thread is the common case).
-_last_wheel: tuple[Callable[[], object], Callable[[], TimerWheel | None]] = (_no_ref, _no_ref)
-
-
-def _wheel_of(loop: asyncio.AbstractEventLoop) -> TimerWheel:
-    global _last_wheel
-    loop_ref, wheel_ref = _last_wheel
-    if loop_ref() is loop:
-        wheel = wheel_ref()
-        if wheel is not None:
-            return wheel
-    wheel = _wheels.get(id(loop))
-    if wheel is None:
-        wheel = _wheels[id(loop)] = TimerWheel()
-    _last_wheel = (weakref.ref(loop), weakref.ref(wheel))
-    return wheel
-
-
-def _arm_bucket(loop: asyncio.AbstractEventLoop, wheel: TimerWheel, bucket: Bucket) -> None:
-    if bucket.handle is not None:
-        bucket.handle.cancel()
-    bucket.handle = loop.call_at(bucket.fire_at, _fire_bucket, loop, wheel, bucket)
-
-
-def _fire_bucket(loop: asyncio.AbstractEventLoop, wheel: TimerWheel, bucket: Bucket) -> None:
-    bucket.handle = None
-    due, again = wheel.fire(bucket, loop.time())
-    if again is not None:
-        _arm_bucket(loop, wheel, again)
-    for scope in due:
-        scope._expire()
-
-
-class DeadlineScope:
-    """Cancel the enclosed block at `when` and raise `DeadlineExceeded`, as a plain `with`.
-
-    The effective deadline (a context variable) becomes min(outer, `when`): an inner scope can
-    never extend an outer one, and a scope whose deadline is not earlier than an enclosing one
-    enforced in the same task arms nothing at all (the fast path). A deadline inherited from
-    a scope that does not cancel this task (a task spawned into a wider task group, a
-    fire-and-forget task, a sync `deadline` around `asyncio.run`) is not relied on: the scope
-    arms its own timer, at its own deadline, or at the inherited one when that comes from sync
-    code, which cannot enforce it. Only the scope that expired raises; an outer cancellation
-    passes through untouched, and on asyncio `Task.cancelling()` is back at its entry value
-    on exit. Code shielded from cancellation (`anyio.CancelScope(shield=True)`) is never
-    interrupted: on asyncio the expiry waits for the shield to exit, as trio's does.
-
-    Args:
-        when: The absolute deadline on the library's clock (`current_time()`), or None for
-            `timeout` seconds after entering.
-        timeout: The relative length the user asked for (reported on the error), or None.
-    """
-
-    __slots__ = (
-        "_cancelling",
-        "_expired",
-        "_handle",
-        "_host",
-        "_node",
-        "_scope",
-        "_task",
-        "_timeout",
-        "_token",
-        "_when",
-        "wheel_bucket",
-        "wheel_when",
-    )
-
-    def __init__(self, when: float | None, timeout: float | None = None) -> None:
-        self._when = when
-        self._timeout = timeout
-        self._token: Any = None
-        self._scope: Any = None
-        self._expired = False
-        self._handle: asyncio.Handle | None = None  # a deadline already past, a shield poll
-        self.wheel_bucket: Bucket | None = None  # armed in the loop's timer wheel
-        # Set only when the scope arms (kept off the unarmed path):
-        self._node: Deadline
-        self.wheel_when: float
-        self._task: asyncio.Task[Any]
-        self._cancelling: int
-        self._host: Any
-
-    @property
-    def deadline(self) -> float | None:
-        """The absolute deadline of this scope (None before entering a relative one)."""
-        return self._when
-
-    @property
-    def expired(self) -> bool:
-        """True once this scope's own deadline cancelled the block."""
-        if self._scope is not None:
-            return bool(self._scope.cancelled_caught)
-        return self._expired
-
-    def __enter__(self) -> DeadlineScope:
-        when = self._when
-        loop = _get_running_loop()
-        if loop is None:
-            return self._enter_trio(when)
-        task = asyncio.current_task(loop)
-        if task is None:
-            raise RuntimeError("a deadline can only be entered inside a task")
-        if when is None:
-            now = loop.time()
-            when = self._when = now + self._timeout  # type: ignore[operator]
-        else:
-            now = None
-        outer = DEADLINE.get()
-        ahead = visible(outer)
-        if ahead is not None and when >= ahead.when:
-            if ahead.owner is task:
-                return self  # the enclosing deadline comes first, and it cancels this task
-            if ahead.owner is None:
-                when = ahead.when  # a sync scope's deadline: only this task can enforce it
-        self._task = task
-        self._cancelling = task.cancelling()
-        self._host = _anyio_scope_of(task)
-        if now is None:
-            now = loop.time()
-        # A deadline already past must fire before the task's next step, as
-        # asyncio.timeout does: a timer would queue it behind that step.
-        if when <= now:
-            self._handle = loop.call_soon(self._expire)
-        else:
-            wheel = _wheel_of(loop)
-            bucket = wheel.arm(self, when)
-            if bucket is not None:
-                _arm_bucket(loop, wheel, bucket)
-        self._node = node = Deadline(when, task, outer)
-        self._token = DEADLINE.set(node)
-        return self
-
-    def _enter_trio(self, when: float | None) -> DeadlineScope:
-        trio = _trio()
-        # current_task() and CancelScope.__enter__ raise RuntimeError outside a trio task.
-        task = trio.lowlevel.current_task()
-        offset = _clock_offset(trio)
-        outer = DEADLINE.get()
-        ahead = visible(outer)
-        if when is None:
-            # A relative scope: trio reads its clock once, on entry. It stays armed even when
-            # an enclosing deadline comes first (it then never fires).
-            self._scope = scope = trio.CancelScope(relative_deadline=self._timeout)
-            scope.__enter__()
-            when = self._when = scope.deadline - offset
-            if ahead is not None and when >= ahead.when:
-                if ahead.owner is task:
-                    return self
-                if ahead.owner is None:
-                    when = ahead.when
-                    scope.deadline = when + offset
-        else:
-            if ahead is not None and when >= ahead.when:
-                if ahead.owner is task:
-                    return self
-                if ahead.owner is None:
-                    when = ahead.when
-            self._scope = scope = trio.CancelScope(deadline=when + offset)
-            scope.__enter__()
-        self._node = node = Deadline(when, task, outer)
-        self._token = DEADLINE.set(node)
-        return self
-
-    def _expire(self) -> None:
-        task = self._task
-        if _anyio_task_states is not None and _shielded(task, self._host):
-            # Shielded code is never interrupted; look again shortly, and deliver the
-            # expiry once the shield has exited (trio does the same natively).
-            self._handle = task.get_loop().call_later(_SHIELD_POLL, self._expire)
-            return
-        self._handle = None
-        self._expired = True
-        task.cancel()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        token = self._token
-        if token is not None:
-            self._node.open = False  # for tasks that inherited it and outlive this block
-            DEADLINE.reset(token)
-            self._token = None
-        scope = self._scope
-        if scope is not None:
-            if scope.__exit__(exc_type, exc, tb) and scope.cancelled_caught:
-                raise DeadlineExceeded(self._timeout) from exc
-            return
-        if token is None:
-            return  # asyncio, and nothing was armed
-        if self.wheel_bucket is not None:
-            TimerWheel.disarm(self)
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-        # uncancel() must run whenever this scope cancelled the task, hence the order.
-        if (
-            self._expired
-            and self._task.uncancel() <= self._cancelling
-            and exc_type is _CancelledError
-        ):
-            raise DeadlineExceeded(self._timeout) from exc
-
-
-# How often an expired deadline looks again whether the shield that holds it off has exited.
-_SHIELD_POLL: Final = 0.001
-
-_anyio_task_states: Any
-try:  # anyio's record of each asyncio task's innermost cancel scope (to respect shields)
-    from anyio._backends._asyncio import _task_states as _anyio_task_states
-except ImportError:  # pragma: no cover - another anyio layout: shields are not seen
-    _anyio_task_states = None
-
-
-def _anyio_scope_of(task: asyncio.Task[Any]) -> Any:
-    """Return the innermost anyio cancel scope `task` is in now, or None."""
-    # An empty map (no task has used anyio) is the common case on plain asyncio, and a
-    # weak-keyed lookup costs more than the rest of a deadline's entry.
-    if _anyio_task_states is None or not _anyio_task_states.data:
-        return None
-    state = _anyio_task_states.get(task)
-    return None if state is None else state.cancel_scope
-
-
-def _shielded(task: asyncio.Task[Any], host: Any) -> bool:
-    """Tell whether `task` is inside a shielded anyio scope entered within `host`."""
-    scope = _anyio_scope_of(task)
-    while scope is not None and scope is not host:
-        if getattr(scope, "_shield", False):
-            return True
-        scope = getattr(scope, "_parent_scope", None)
-    return False
 
 
 def remaining_until(when: float) -> float:
@@ -574,7 +295,7 @@ async def wait_event(event: Event, seconds: float) -> bool:
 
 
 async def yield_now() -> None:
-    """Yield to other tasks once, delivering a pending cancellation: a cheap `checkpoint()`.
+    """Yield to other tasks once, delivering a pending cancellation: a cheap checkpoint.
 
     For loops that checkpoint on every turn (a retry with zero wait): on asyncio it is
     `asyncio.sleep(0)` and on trio `trio.lowlevel.checkpoint()`, called directly rather than

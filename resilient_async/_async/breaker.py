@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from datetime import timedelta
 from types import TracebackType
@@ -39,6 +39,7 @@ from .._core.checks import (
     check_period,
     check_seconds,
 )
+from .._core.signals import is_catchable
 from .._core.window import CountWindow, TimeWindow, Window
 from ..classify import DEFAULT, DefaultType, ErrorClass, OnSpec, compile_on
 from ..context import PreparedFields, attach_context
@@ -246,7 +247,7 @@ class CircuitBreaker(Guard):
 
     # --- guarding calls -----------------------------------------------------------------
 
-    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    async def call(self, fn: _backend.Fn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)` if the breaker admits it, and record its outcome.
 
         Raises:
@@ -282,7 +283,7 @@ class CircuitBreaker(Guard):
         return result
 
     async def _call_timed(
-        self, ticket: int, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+        self, ticket: int, fn: _backend.Fn[P, T], /, *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """Run an admitted call on the clock (time window or slow-call detection)."""
         start = _backend.current_time()
@@ -362,7 +363,7 @@ class CircuitBreaker(Guard):
             outcome = self._core.on_success(ticket, None)  # unasync: remove
             if outcome:
                 self._settle(ticket, outcome)
-        elif isinstance(error, Exception):
+        elif is_catchable(error):
             self._failed(ticket, start, error)
         else:
             self._cancelled(ticket)

@@ -30,6 +30,7 @@ from .._core.checks import (
     check_seconds,
     seconds_of,
 )
+from .._core.signals import is_catchable
 from ..context import PreparedFields, attach_context
 from ..errors import BulkheadFullError
 from ..instrumentation import Hook, emit_to
@@ -267,7 +268,7 @@ class Bulkhead(Guard):
             waiter = ledger.complete()  # unasync: remove
             if waiter is not None:
                 waiter.set()
-        elif isinstance(error, Exception):
+        elif is_catchable(error):
             attach_context(error, self._context)
             self._free(ledger.fail)
         else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect  # unasync: remove
 import threading
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, cast
 
@@ -77,7 +77,7 @@ class Fallback(NamedPolicy, Generic[R]):
         self,
         value: R = _NOT_GIVEN,
         *,
-        handler: Callable[..., Awaitable[R] | R] | None = None,
+        handler: _backend.Fn[..., R] | Callable[..., R] | None = None,
         on: OnSpec | DefaultType = DEFAULT,
         name: str | None = None,
         hooks: Iterable[Hook] = (),
@@ -144,7 +144,7 @@ class Fallback(NamedPolicy, Generic[R]):
         kind = "last_good" if self._last_good else "handler" if self._handler else "value"
         return f"Fallback({kind}, name={self._name!r})"
 
-    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    async def call(self, fn: _backend.Fn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)`; on a matched error, return the fallback's answer.
 
         Raises:

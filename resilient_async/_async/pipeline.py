@@ -11,7 +11,7 @@ each policy adds its fields, and a field set closer to the raise site is never o
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from functools import partial
 from typing import Any, ParamSpec, TypeVar, cast
 
@@ -77,7 +77,7 @@ class Pipeline(NamedPolicy):
     def __repr__(self) -> str:
         return f"Pipeline({', '.join(map(repr, self.policies))})"
 
-    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    async def call(self, fn: _backend.Fn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)` through every policy, outermost first."""
         if self._hooks:
             with scoped_hooks(*self._hooks):
@@ -112,7 +112,7 @@ def _not_a_policy(index: int, value: object) -> str:
     )
 
 
-Run = Callable[..., Awaitable[Any]]  # run(fn, *args, **kwargs)
+Run = _backend.Fn[..., Any]  # run(fn, *args, **kwargs)
 
 
 def _build_stages(policies: Sequence[Policy]) -> Run:
@@ -149,7 +149,7 @@ class _PolicyStage:
         self._call = policy.call
         self._inner = inner
 
-    async def run(self, fn: Callable[..., Awaitable[Any]], /, *args: Any, **kwargs: Any) -> Any:
+    async def run(self, fn: _backend.Fn[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         return await self._call(partial(self._inner, fn), *args, **kwargs)
 
 
@@ -163,7 +163,7 @@ class _GuardStage:
         self._inner = inner
         self.run: Run = self._run
 
-    async def _run(self, fn: Callable[..., Awaitable[Any]], /, *args: Any, **kwargs: Any) -> Any:
+    async def _run(self, fn: _backend.Fn[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         entered: list[tuple[Guard, Any]] = []
         inner = self._inner
         try:

@@ -38,7 +38,7 @@ from .retry_loop import RetryLoop, guarded_call, run_loop
 
 if TYPE_CHECKING:
     # unasync: sync-only: from collections.abc import Callable, Iterator
-    from collections.abc import AsyncIterator, Awaitable, Callable  # unasync: remove
+    from collections.abc import AsyncIterator, Callable  # unasync: remove
 
 __all__ = ["DEFAULT_ON", "Attempt", "Retry", "RetryBudget", "RetryMetrics", "retry"]
 
@@ -254,7 +254,7 @@ class Retry(NamedPolicy):
         with self._lock:
             self._calls += 1
 
-    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    async def call(self, fn: _backend.Fn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)`, retrying it as configured; return its first success.
 
         Raises:
@@ -285,7 +285,7 @@ class Retry(NamedPolicy):
         state = RetryLoop(self, _ACTIVE_BUDGETS.get(), start=start)
         return await run_loop(state, fn, args, kwargs, error)
 
-    def __call__(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    def __call__(self, fn: _backend.Fn[P, T]) -> _backend.Fn[P, T]:
         """Decorate `fn` so that every call of it runs the retry loop.
 
         The result keeps `fn`'s signature and metadata (`functools.wraps`).
@@ -354,7 +354,7 @@ class Retry(NamedPolicy):
 
 
 @overload
-def retry(fn: Callable[P, Awaitable[T]], /) -> Callable[P, Awaitable[T]]: ...
+def retry(fn: _backend.Fn[P, T], /) -> _backend.Fn[P, T]: ...
 
 
 @overload
@@ -373,7 +373,7 @@ def retry(
 
 
 def retry(
-    fn: Callable[P, Awaitable[T]] | None = None,
+    fn: _backend.Fn[P, T] | None = None,
     /,
     *,
     attempts: int = 3,
@@ -385,7 +385,7 @@ def retry(
     max_retry_after: float | timedelta = 60.0,
     on_result: Callable[[Any], object] | None = None,
     hooks: Iterable[Hook] = (),
-) -> Retry | Callable[P, Awaitable[T]]:
+) -> Retry | _backend.Fn[P, T]:
     """Return a `Retry` to decorate a function with: `@retry(attempts=5)`, or bare `@retry`.
 
     The same as `Retry(...)` with the same arguments, documented there. Used bare (no

@@ -26,8 +26,6 @@ from . import _backend
 from .budget import ACTIVE_BUDGETS, enter_budget
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
-
     from .budget import RetryBudget
     from .retry import Retry
 
@@ -233,7 +231,7 @@ def _failure(error: Exception | None, result: Any) -> dict[str, Any]:
 
 async def guarded_call(
     policy: Retry,
-    fn: Callable[..., Awaitable[T]],
+    fn: _backend.Fn[..., T],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> T:
@@ -263,7 +261,7 @@ async def guarded_call(
 
 async def run_loop(
     state: RetryLoop,
-    fn: Callable[..., Awaitable[T]],
+    fn: _backend.Fn[..., T],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     error: Exception | None = None,

@@ -16,10 +16,11 @@ the server with its next step through the breaker.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from .._core.breaker import BreakerMetrics, BreakerState
+from .._core.signals import is_catchable
 from ..context import attach_context
 from ..instrumentation import emit_to
 from . import _backend
@@ -46,7 +47,7 @@ class SharedBreaker:
         self._port = port
         self._now = now  # the backend's clock, or the monotonic one where no loop runs
 
-    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    async def call(self, fn: _backend.Fn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)` if the shared breaker admits it, and record its outcome.
 
         The breaker has refused a call that starts after a sync deadline already.
@@ -83,7 +84,7 @@ class SharedBreaker:
         A cancellation (or `KeyboardInterrupt`, `SystemExit`) counts as nothing and gives a
         probe's permit back.
         """
-        if error is not None and not isinstance(error, Exception):
+        if error is not None and not is_catchable(error):
             await self._port.cancel(ticket, _backend.current_time())
             return
         failed = False

@@ -141,10 +141,6 @@ class TimeWindow:
         self.failures = 0
         self.slow = 0
 
-    def bucket_of(self, now: float) -> int:
-        """Return the absolute number of the bucket that holds time `now`."""
-        return int(now // self._width)
-
     def record(self, now: float, failed: bool, slow: bool) -> None:
         """Add one call's outcome at time `now`, first dropping the buckets that expired."""
         number = int(now // self._width)

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import CoroutineType, TracebackType
-from typing import Any, Final, TypeVar
+from typing import Any, Final, ParamSpec, TypeAlias, TypeVar
 
 from .._core.deadlines import DEADLINE, Deadline, effective_deadline, visible
 from ..errors import DeadlineExceeded
@@ -29,21 +29,19 @@ __all__ = [
     "loop_key",
     "DeadlineScope",
     "Event",
+    "Fn",
     "Lock",
     "locked",
     "check_deadline",
     "check_guarded_callable",
     "check_result",
     "misuse_of",
-    "checkpoint",
     "clock_offset",
     "current_time",
-    "is_cancellation",
     "remaining_until",
     "require_asyncio",
     "run_in_thread",
     "run_to_completion",
-    "shielded",
     "sleep",
     "wait_event",
     "within",
@@ -52,7 +50,15 @@ __all__ = [
 
 IS_ASYNC: Final = False
 
+P = ParamSpec("P")
 T = TypeVar("T")
+
+Fn: TypeAlias = Callable[P, T]
+"""A function as the policies of this flavour call it: `Fn[P, T]` returns a `T`.
+
+The async flavour's `Fn[P, T]` is awaited for a `T`; see `_async/_backend.py`.
+"""
+
 REDIS_CLIENT: Final = "redis"
 """The redis-py module whose client this flavour's RedisStore uses."""
 
@@ -69,35 +75,11 @@ def sleep(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def checkpoint() -> None:
-    """Nothing to yield to in sync code."""
-
-
-def is_cancellation(exc: BaseException) -> bool:
-    """Tell whether `exc` is a stop signal (KeyboardInterrupt, SystemExit, GeneratorExit)."""
-    return not isinstance(exc, Exception)
-
-
-class _NoShield:
-    __slots__ = ()
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc_info: object) -> None:
-        return None
-
-
-def shielded() -> _NoShield:
-    """Return a no-op scope: nothing cancels sync code from outside."""
-    return _NoShield()
-
-
 Lock = threading.Lock
 Event = threading.Event
 
 
-def run_to_completion(fn: Callable[[], T]) -> T:
+def run_to_completion(fn: Fn[[], T]) -> T:
     """Run `fn()`: nothing cancels sync code from outside, so it always runs to its end."""
     return fn()
 
@@ -230,7 +212,7 @@ def wait_event(event: Event, seconds: float) -> bool:
 
 
 def yield_now() -> None:
-    """Yield to other tasks once, delivering a pending cancellation: a cheap `checkpoint()`.
+    """Yield to other tasks once, delivering a pending cancellation: a cheap checkpoint.
 
     For loops that checkpoint on every turn (a retry with zero wait): on asyncio it is
     `asyncio.sleep(0)` and on trio `trio.lowlevel.checkpoint()`, called directly rather than

@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any, Final
 
 from .._core.limits import LimitAlgorithm, check_limits, make_limit
+from .._core.signals import is_catchable
 from ..classify import ErrorClass, classify
 from ..context import attach_context
 from ..instrumentation import Hook, emit_to
@@ -143,7 +144,7 @@ class AdaptiveBulkhead(Bulkhead):
 
         A cancelled or withdrawn call is no sample: it only frees its slot.
         """
-        if error is None or isinstance(error, Exception):
+        if error is None or is_catchable(error):
             self._learn(token, error)
             if error is not None:
                 attach_context(error, self._context)

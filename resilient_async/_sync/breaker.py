@@ -41,6 +41,7 @@ from .._core.checks import (
     check_period,
     check_seconds,
 )
+from .._core.signals import is_catchable
 from .._core.window import CountWindow, TimeWindow, Window
 from ..classify import DEFAULT, DefaultType, ErrorClass, OnSpec, compile_on
 from ..context import PreparedFields, attach_context
@@ -248,7 +249,7 @@ class CircuitBreaker(Guard):
 
     # --- guarding calls -----------------------------------------------------------------
 
-    def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    def call(self, fn: _backend.Fn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)` if the breaker admits it, and record its outcome.
 
         Raises:
@@ -282,7 +283,7 @@ class CircuitBreaker(Guard):
         return result
 
     def _call_timed(
-        self, ticket: int, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+        self, ticket: int, fn: _backend.Fn[P, T], /, *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """Run an admitted call on the clock (time window or slow-call detection)."""
         start = _backend.current_time()
@@ -360,7 +361,7 @@ class CircuitBreaker(Guard):
                 outcome = self._core.on_success(ticket, None)
             if outcome:
                 self._settle(ticket, outcome)
-        elif isinstance(error, Exception):
+        elif is_catchable(error):
             self._failed(ticket, start, error)
         else:
             self._cancelled(ticket)

@@ -78,7 +78,7 @@ class Fallback(NamedPolicy, Generic[R]):
         self,
         value: R = _NOT_GIVEN,
         *,
-        handler: Callable[..., R | R] | None = None,
+        handler: _backend.Fn[..., R] | Callable[..., R] | None = None,
         on: OnSpec | DefaultType = DEFAULT,
         name: str | None = None,
         hooks: Iterable[Hook] = (),
@@ -145,7 +145,7 @@ class Fallback(NamedPolicy, Generic[R]):
         kind = "last_good" if self._last_good else "handler" if self._handler else "value"
         return f"Fallback({kind}, name={self._name!r})"
 
-    def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    def call(self, fn: _backend.Fn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)`; on a matched error, return the fallback's answer.
 
         Raises:

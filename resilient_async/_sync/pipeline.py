@@ -13,7 +13,7 @@ each policy adds its fields, and a field set closer to the raise site is never o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from functools import partial
 from typing import Any, ParamSpec, TypeVar, cast
 
@@ -79,7 +79,7 @@ class Pipeline(NamedPolicy):
     def __repr__(self) -> str:
         return f"Pipeline({', '.join(map(repr, self.policies))})"
 
-    def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    def call(self, fn: _backend.Fn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)` through every policy, outermost first."""
         if self._hooks:
             with scoped_hooks(*self._hooks):
@@ -114,7 +114,7 @@ def _not_a_policy(index: int, value: object) -> str:
     )
 
 
-Run = Callable[..., Any]  # run(fn, *args, **kwargs)
+Run = _backend.Fn[..., Any]  # run(fn, *args, **kwargs)
 
 
 def _build_stages(policies: Sequence[Policy]) -> Run:
@@ -151,7 +151,7 @@ class _PolicyStage:
         self._call = policy.call
         self._inner = inner
 
-    def run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    def run(self, fn: _backend.Fn[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         return self._call(partial(self._inner, fn), *args, **kwargs)
 
 
@@ -165,7 +165,7 @@ class _GuardStage:
         self._inner = inner
         self.run: Run = self._run
 
-    def _run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    def _run(self, fn: _backend.Fn[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         entered: list[tuple[Guard, Any]] = []
         inner = self._inner
         try:

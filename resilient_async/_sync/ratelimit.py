@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 from .._core.bucket import Reservation, TokenBucket
 from .._core.checks import check_hooks, check_name, check_period, check_positive, check_seconds
 from .._core.deadlines import effective_deadline
+from .._core.signals import is_catchable
 from ..context import PreparedFields, attach_context
 from ..errors import RateLimitedError
 from ..instrumentation import Hook, emit_to
@@ -252,7 +253,7 @@ class RateLimiter(Guard):
 
     def exit(self, token: Any, error: BaseException | None) -> None:
         """Attach the limiter's context to the call's error: the token stays spent."""
-        if error is not None and isinstance(error, Exception):
+        if error is not None and is_catchable(error):  # no call on the success path
             attach_context(error, self._context)
 
     @staticmethod

@@ -255,7 +255,7 @@ class Retry(NamedPolicy):
         with self._lock:
             self._calls += 1
 
-    def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    def call(self, fn: _backend.Fn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)`, retrying it as configured; return its first success.
 
         Raises:
@@ -285,7 +285,7 @@ class Retry(NamedPolicy):
         state = RetryLoop(self, _ACTIVE_BUDGETS.get(), start=start)
         return run_loop(state, fn, args, kwargs, error)
 
-    def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
+    def __call__(self, fn: _backend.Fn[P, T]) -> _backend.Fn[P, T]:
         """Decorate `fn` so that every call of it runs the retry loop.
 
         The result keeps `fn`'s signature and metadata (`functools.wraps`).
@@ -353,7 +353,7 @@ class Retry(NamedPolicy):
 
 
 @overload
-def retry(fn: Callable[P, T], /) -> Callable[P, T]: ...
+def retry(fn: _backend.Fn[P, T], /) -> _backend.Fn[P, T]: ...
 
 
 @overload
@@ -372,7 +372,7 @@ def retry(
 
 
 def retry(
-    fn: Callable[P, T] | None = None,
+    fn: _backend.Fn[P, T] | None = None,
     /,
     *,
     attempts: int = 3,
@@ -384,7 +384,7 @@ def retry(
     max_retry_after: float | timedelta = 60.0,
     on_result: Callable[[Any], object] | None = None,
     hooks: Iterable[Hook] = (),
-) -> Retry | Callable[P, T]:
+) -> Retry | _backend.Fn[P, T]:
     """Return a `Retry` to decorate a function with: `@retry(attempts=5)`, or bare `@retry`.
 
     The same as `Retry(...)` with the same arguments, documented there. Used bare (no

@@ -28,8 +28,6 @@ from . import _backend
 from .budget import ACTIVE_BUDGETS, enter_budget
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from .budget import RetryBudget
     from .retry import Retry
 
@@ -235,7 +233,7 @@ def _failure(error: Exception | None, result: Any) -> dict[str, Any]:
 
 def guarded_call(
     policy: Retry,
-    fn: Callable[..., T],
+    fn: _backend.Fn[..., T],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> T:
@@ -265,7 +263,7 @@ def guarded_call(
 
 def run_loop(
     state: RetryLoop,
-    fn: Callable[..., T],
+    fn: _backend.Fn[..., T],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     error: Exception | None = None,

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from .._core.breaker import BreakerMetrics, BreakerState
+from .._core.signals import is_catchable
 from ..context import attach_context
 from ..instrumentation import emit_to
 from . import _backend
@@ -48,7 +49,7 @@ class SharedBreaker:
         self._port = port
         self._now = now  # the backend's clock, or the monotonic one where no loop runs
 
-    def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    def call(self, fn: _backend.Fn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)` if the shared breaker admits it, and record its outcome.
 
         The breaker has refused a call that starts after a sync deadline already.
@@ -84,7 +85,7 @@ class SharedBreaker:
         A cancellation (or `KeyboardInterrupt`, `SystemExit`) counts as nothing and gives a
         probe's permit back.
         """
-        if error is not None and not isinstance(error, Exception):
+        if error is not None and not is_catchable(error):
             self._port.cancel(ticket, _backend.current_time())
             return
         failed = False

@@ -25,8 +25,10 @@ from functools import partial
 from types import TracebackType
 from typing import Any
 
+from .._core.checks import check_name
 from .._core.compensations import JournalArgumentError, encode_arguments
 from .._core.deadlines import DEADLINE
+from .._core.signals import is_catchable
 from .._journal import SQLiteJournal, name_of
 from ..context import attach_context, error_context
 from ..errors import CompensationError
@@ -85,8 +87,11 @@ class Transaction:
     """
 
     __slots__ = (
+        "_compensation_retry",
         "_connections",
         "_id",
+        "_journal",
+        "_name",
         "_next_sequence",
         "_parent",
         "_root",
@@ -94,9 +99,6 @@ class Transaction:
         "_state",
         "_steps",
         "_token",
-        "compensation_retry",
-        "journal",
-        "name",
     )
 
     def __init__(
@@ -106,8 +108,7 @@ class Transaction:
         journal: SQLiteJournal | None = None,
         compensation_retry: Retry | None = None,
     ) -> None:
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"name must be a str or None, got {name!r}")
+        name = check_name(name)
         if journal is not None and not isinstance(journal, SQLiteJournal):
             raise TypeError(f"journal must be a SQLiteJournal or None, got {journal!r}")
         if compensation_retry is not None and not isinstance(compensation_retry, Retry):
@@ -116,9 +117,9 @@ class Transaction:
                 f"(resilient_async.Retry, or resilient_async.sync.Retry for the sync one), "
                 f"got {compensation_retry!r}"
             )
-        self.name = name
-        self.journal = journal
-        self.compensation_retry = compensation_retry
+        self._name = name
+        self._journal = journal
+        self._compensation_retry = compensation_retry
         self._state = "new"
         self._steps: list[_Step] = []
         self._connections: list[_Enlisted] = []
@@ -128,6 +129,21 @@ class Transaction:
         self._next_sequence = 0
         self._savepoints = 0
         self._token: Token[Transaction | None] | None = None
+
+    @property
+    def name(self) -> str | None:
+        """The name used in the journal, the logs and the error context, or None."""
+        return self._name
+
+    @property
+    def journal(self) -> SQLiteJournal | None:
+        """Where compensations are recorded for `recover` (a nested one uses its root's)."""
+        return self._journal
+
+    @property
+    def compensation_retry(self) -> Retry | None:
+        """The `Retry` each compensation runs under (a nested one inherits its parent's)."""
+        return self._compensation_retry
 
     def __repr__(self) -> str:
         return f"Transaction(name={self.name!r}, state={self._state!r})"
@@ -245,7 +261,7 @@ class Transaction:
                 failure = None
             if failure is None:
                 if self._parent is None and self._next_sequence:
-                    _backend.run_in_thread(self._journal().finish, self._id)
+                    _backend.run_in_thread(self._written_journal().finish, self._id)
                 return
             error: BaseException = failure
         else:
@@ -256,7 +272,7 @@ class Transaction:
         except BaseException:
             self._log_unraised(failures)  # a cancellation that arrived during the rollback
             raise
-        if not isinstance(error, Exception):
+        if not is_catchable(error):
             self._log_unraised(failures)
             return  # the cancellation propagates as it is
         if failures:
@@ -276,7 +292,7 @@ class Transaction:
                 f"{what} can only be used inside the transaction's block; {self!r} is not in it"
             )
 
-    def _journal(self) -> SQLiteJournal:
+    def _written_journal(self) -> SQLiteJournal:
         assert self.journal is not None  # only called once a record was written
         return self.journal
 
@@ -293,9 +309,9 @@ class Transaction:
             )
         self._parent = parent
         self._root = root
-        self.journal = root.journal
-        if self.compensation_retry is None:
-            self.compensation_retry = parent.compensation_retry
+        self._journal = root.journal
+        if self._compensation_retry is None:
+            self._compensation_retry = parent.compensation_retry
 
     def _leave(self) -> None:
         token, self._token = self._token, None

@@ -296,11 +296,12 @@ async def test_a_sync_callable_given_to_an_async_policy_is_a_clear_type_error() 
         return "value"
 
     breaker = ra.CircuitBreaker(consecutive_failures=1)
+    bulkhead = ra.Bulkhead(2)
     policies = [
         ra.Retry(attempts=5),
         ra.Retry(attempts=5, timeout=10),
         breaker,
-        ra.Bulkhead(2),
+        bulkhead,
         ra.RateLimiter(100),
         ra.Timeout(5),
         ra.Fallback(value="fallback"),
@@ -314,6 +315,8 @@ async def test_a_sync_callable_given_to_an_async_policy_is_a_clear_type_error() 
     assert calls == len(policies)  # each ran once, never retried
     assert breaker.metrics().calls == 0  # the misuse counts as nothing
     assert breaker.state is ra.BreakerState.CLOSED
+    metrics = bulkhead.metrics()  # withdrawn: cancelled, not failed (as in the sync twin)
+    assert (metrics.cancelled, metrics.failed, metrics.running) == (1, 0, 0)
 
 
 async def test_a_sync_function_that_raises_is_refused_not_retried() -> None:
@@ -325,11 +328,12 @@ async def test_a_sync_function_that_raises_is_refused_not_retried() -> None:
         raise ConnectionError("down")
 
     breaker = ra.CircuitBreaker(consecutive_failures=1)
+    bulkhead = ra.Bulkhead(2)
     policies = [
         ra.Retry(attempts=5),
         ra.Retry(attempts=5, timeout=10),
         breaker,
-        ra.Bulkhead(2),
+        bulkhead,
         ra.RateLimiter(100),
         ra.Timeout(5),
         ra.Fallback(value="fallback"),
@@ -341,6 +345,8 @@ async def test_a_sync_function_that_raises_is_refused_not_retried() -> None:
         assert isinstance(info.value.__cause__, ConnectionError)  # its own error, chained
     assert calls == len(policies)  # one call each: never retried
     assert breaker.state is ra.BreakerState.CLOSED  # and never counted
+    metrics = bulkhead.metrics()  # withdrawn: cancelled, not failed (as in the sync twin)
+    assert (metrics.cancelled, metrics.failed, metrics.running) == (1, 0, 0)
 
     # Callables that build an awaitable are not mistaken for sync ones.
     script = Script(ConnectionError, "ok")

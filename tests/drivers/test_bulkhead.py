@@ -497,6 +497,59 @@ def test_decorator_rejects_sync_functions() -> None:
         Bulkhead(1)(plain)  # type: ignore[arg-type]
 
 
+async def test_a_sync_callable_counts_as_nothing_run_cancelled_not_failed() -> None:
+    """A sync callable never ran as a call: withdrawn, counted like a cancelled call.
+
+    The sync twin counts an async callable the same way (test_sync_bulkhead.py).
+    """
+
+    def returns() -> str:
+        return "value"
+
+    def raises() -> str:
+        raise ConnectionError("down")
+
+    plain = Bulkhead(1)
+    adaptive = Bulkhead.adaptive(initial=2, algorithm="aimd")
+    for bulkhead in (plain, adaptive):
+        for fn in (returns, raises):
+            with pytest.raises(TypeError, match=r"Bulkhead\.call needs an async callable"):
+                await bulkhead.call(fn)  # type: ignore[arg-type]
+            with pytest.raises(TypeError, match=r"Pipeline\.call needs an async callable"):
+                await ra.pipeline(bulkhead).call(fn)  # type: ignore[arg-type]
+        m = bulkhead.metrics()
+        assert (m.cancelled, m.failed, m.completed, m.running) == (4, 0, 0, 0), m
+    assert adaptive.limit == 2  # no sample: the limit did not move
+
+
+async def test_async_with_nests_and_interleaves_across_tasks() -> None:
+    """`async with` holds its slot until its own block ends, nested or in parallel tasks."""
+    bulkhead = Bulkhead(3)
+    adaptive = Bulkhead.adaptive(initial=3, algorithm="aimd")
+    held, release = anyio.Event(), anyio.Event()
+
+    async def hold() -> None:
+        async with bulkhead, adaptive:
+            held.set()
+            await release.wait()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(hold)
+        async with bulkhead:
+            async with bulkhead as inner:
+                assert inner is bulkhead
+                await held.wait()
+                assert bulkhead.in_use == 3
+            assert bulkhead.in_use == 2
+        release.set()
+    assert (bulkhead.in_use, adaptive.in_use) == (0, 0)
+    assert bulkhead.metrics().completed == 3
+    assert adaptive.metrics().completed == 1
+    with pytest.raises(RuntimeError, match="without a matching enter"):
+        await bulkhead.__aexit__(None, None, None)
+    assert bulkhead.metrics().completed == 3  # an unmatched exit frees nothing
+
+
 # --- cancellation -------------------------------------------------------------------------
 
 

@@ -17,7 +17,7 @@ from resilient_async._async.breaker import BreakerState, CircuitBreaker
 from resilient_async._async.bulkhead import Bulkhead
 from resilient_async._async.fallback import Fallback, degraded
 from resilient_async._async.pipeline import Pipeline, pipeline
-from resilient_async._async.policy import Policy
+from resilient_async._async.policy import Guard, Policy
 from resilient_async._async.ratelimit import RateLimiter
 from resilient_async._async.retry import Retry
 from resilient_async._async.timeout import Timeout
@@ -169,6 +169,29 @@ async def test_rate_limiter_and_bulkhead_fold_into_the_guard_run() -> None:
     assert [await guarded.call(ok) for _ in range(2)] == ["ok", "ok"]
     with pytest.raises(ra.RateLimitedError):
         await guarded.call(ok)
+    # They keep the base's `call`, which is what lets a pipeline fold them (no frame each).
+    for guard in (limiter, Bulkhead(1), Bulkhead.adaptive(), Bulkhead(1, queue="codel")):
+        assert type(guard).call is Guard.call, guard
+
+
+@pytest.mark.anyio
+async def test_folded_adaptive_bulkhead_learns_and_frees_its_slot() -> None:
+    adaptive = Bulkhead.adaptive(initial=2, min_limit=1, max_limit=10, algorithm="aimd")
+    guarded = pipeline(Timeout(1), adaptive)
+
+    async def ok() -> str:
+        return "ok"
+
+    async def down() -> str:
+        raise ConnectionError("down")
+
+    assert await guarded.call(ok) == "ok"
+    assert adaptive.limit == 3  # a success adds one (1 of 2 in use: half)
+    with pytest.raises(ConnectionError):
+        await guarded.call(down)
+    assert adaptive.limit == 2  # a drop backs off (3 * 0.9)
+    m = adaptive.metrics()
+    assert (m.completed, m.failed, m.running) == (1, 1, 0)
 
 
 def test_bad_pipelines_are_rejected_at_construction() -> None:

@@ -8,6 +8,9 @@ releases it, so the waiters' fate does not depend on how fast the machine is.
 from __future__ import annotations
 
 import threading
+import time
+
+import pytest
 
 import resilient_async.sync as ras
 from resilient_async._sync.bulkhead import Bulkhead
@@ -67,3 +70,20 @@ def test_sync_codel_serves_waiters_when_slots_free_up() -> None:
     assert sorted(done) == list(range(40))
     assert (bulkhead.in_use, bulkhead.queued) == (0, 0)
     check_ledger(bulkhead)
+
+
+def test_a_call_that_starts_after_the_deadline_is_refused_like_a_bulkheads() -> None:
+    """Admission checks the effective deadline, as the plain sync bulkhead's does."""
+    ran: list[int] = []
+    adaptive = Bulkhead.adaptive(initial=2)
+    with ras.deadline(0.001):
+        time.sleep(0.01)
+        with pytest.raises(ras.DeadlineExceeded):
+            adaptive.call(ran.append, 1)
+        with pytest.raises(ras.DeadlineExceeded), adaptive:
+            ran.append(2)
+    assert ran == []
+    m = adaptive.metrics()
+    assert (m.submitted, m.running) == (0, 0)
+    adaptive.call(ran.append, 3)  # outside the deadline, nothing is refused
+    assert ran == [3]

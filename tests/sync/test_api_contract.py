@@ -26,12 +26,13 @@ def test_an_async_callable_given_to_a_sync_policy_is_a_clear_type_error() -> Non
 
     breaker = rs.CircuitBreaker(consecutive_failures=1)
     retry = rs.Retry(attempts=5, backoff=backoff.constant(0))
+    bulkhead = rs.Bulkhead(2)
     policies = [
         retry,
         rs.Retry(attempts=5, timeout=10),
         breaker,
         rs.CircuitBreaker(slow_call_duration=1),
-        rs.Bulkhead(2),
+        bulkhead,
         rs.RateLimiter(100),
         rs.Timeout(5),
         rs.Fallback(value="fallback"),
@@ -46,6 +47,8 @@ def test_an_async_callable_given_to_a_sync_policy_is_a_clear_type_error() -> Non
     assert calls == 0  # the coroutine never ran
     assert breaker.metrics().calls == 0  # no success recorded
     assert retry.metrics().attempts == 1  # one attempt, never retried
+    metrics = bulkhead.metrics()  # withdrawn: cancelled, not failed (as in the async twin)
+    assert (metrics.cancelled, metrics.failed, metrics.running) == (1, 0, 0)
 
     def sync_handler(exc: Exception) -> str:
         return "ok"

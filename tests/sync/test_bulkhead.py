@@ -30,6 +30,26 @@ def check_ledger(bulkhead: Bulkhead) -> None:
     ), m
 
 
+def test_an_async_callable_counts_as_nothing_run_cancelled_not_failed() -> None:
+    """The coroutine never ran: withdrawn, counted like a cancelled call (as in async)."""
+    calls = 0
+
+    async def coroutine_function() -> str:
+        nonlocal calls
+        calls += 1
+        return "value"
+
+    plain = Bulkhead(1)
+    adaptive = Bulkhead.adaptive(initial=2, algorithm="aimd")
+    for bulkhead in (plain, adaptive):
+        with pytest.raises(TypeError, match=r"Bulkhead\.call needs a sync callable"):
+            bulkhead.call(coroutine_function)  # type: ignore[arg-type]
+        m = bulkhead.metrics()
+        assert (m.cancelled, m.failed, m.completed, m.running) == (1, 0, 0, 0), m
+    assert adaptive.limit == 2  # no sample: the limit did not move
+    assert calls == 0
+
+
 def test_threads_never_exceed_the_limit() -> None:
     bulkhead = Bulkhead(3, max_queue=100)
     lock = threading.Lock()

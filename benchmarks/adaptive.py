@@ -11,7 +11,7 @@ Run it with `python -m benchmarks.adaptive [--backend asyncio|trio] [--plot DIR]
   many were shed.
 
 `--plot DIR` writes `adaptive-limit.png` (both limit curves, first second) into DIR. The
-test suite runs the same scenarios (tests/test_adaptive.py), shorter.
+test suite runs the same scenarios (tests/drivers/test_adaptive.py), shorter.
 """
 
 from __future__ import annotations

@@ -15,17 +15,21 @@ import itertools
 import statistics
 import time
 import tracemalloc
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 
 import resilient_async as ra
+from resilient_async._core.bucket import TokenBucket
+from resilient_async._core.bulkhead import BulkheadLedger, CoDelLedger
 
 from .harness import run_on
 
-SIZES = (10, 1_000, 100_000)
+SIZES = (10, 1_000, 10_000, 100_000)
 QUICK_SIZES = (10, 100)
 MEMORY_N = 2_000
 QUICK_MEMORY_N = 200
@@ -66,6 +70,20 @@ async def _timed(op: Callable[[], Awaitable[object]], ops: int, rounds: int) -> 
             await op()
     stamps.append(time.thread_time_ns())
     return _rounds(stamps[1:], ops)
+
+
+async def _queue_up(
+    tg: anyio.abc.TaskGroup,
+    waiter: Callable[[], Awaitable[None]],
+    n: int,
+    started: deque[anyio.CancelScope] | list[anyio.CancelScope],
+    queued: Callable[[], int],
+) -> None:
+    """Start `n` waiters in `tg`; return once each has started and `queued()` counts `n`."""
+    for _ in range(n):
+        tg.start_soon(waiter)
+    while len(started) < n or queued() < n:
+        await anyio.sleep(0)
 
 
 async def _park_forever(ready: list[int]) -> None:
@@ -131,16 +149,68 @@ async def ratelimit_waiters(n: int, ops: int, rounds: int) -> list[float]:
             await limiter.acquire()
 
     async with anyio.create_task_group() as tg:
-        for _ in range(n):
-            tg.start_soon(waiter)
-        while len(scopes) < n or limiter.queued < n:
-            await anyio.sleep(0)
+        await _queue_up(tg, waiter, n, scopes, lambda: limiter.queued)
         result = await _timed(join_and_leave, ops, rounds)
         assert limiter.queued == n, "a cancelled caller left its reservation behind"
         # The last first: a waiter that gives up moves every one behind it.
         for scope in reversed(scopes):
             scope.cancel()
             await anyio.lowlevel.checkpoint()
+    return result
+
+
+async def ratelimit_head_gives_up(n: int, ops: int, rounds: int) -> list[float]:
+    """The oldest of `n` waiters of a drained limiter gives up, and a newcomer joins the tail.
+
+    Every waiter behind the one that gave up is ready earlier. A driver that times every
+    waiter must move and wake each of them, O(n) per operation; one that times only its
+    head waiter moves one (see `bucket_head_withdraws`).
+    """
+    limiter = ra.RateLimiter(1, per=3600, burst=1, max_wait=None)
+    await limiter.acquire()
+    # In the order of the queue: a waiter reserves before its first checkpoint.
+    scopes: deque[anyio.CancelScope] = deque()
+
+    async def waiter() -> None:
+        with anyio.CancelScope() as scope:
+            scopes.append(scope)
+            await limiter.acquire()
+
+    async with anyio.create_task_group() as tg:
+
+        async def head_leaves_one_joins() -> None:
+            scopes.popleft().cancel()
+            tg.start_soon(waiter)
+            while len(scopes) < n or limiter.queued != n:
+                await anyio.sleep(0)
+
+        await _queue_up(tg, waiter, n, scopes, lambda: limiter.queued)
+        result = await _timed(head_leaves_one_joins, ops, rounds)
+        for scope in reversed(scopes):  # the newest first: nobody behind moves
+            scope.cancel()
+            await anyio.lowlevel.checkpoint()
+    return result
+
+
+async def bucket_head_withdraws(n: int, ops: int, rounds: int) -> list[float]:
+    """The token bucket alone, used as a driver that times only its head waiter uses it.
+
+    `n` reservations wait; the head one is withdrawn (the one behind it becomes the head, its
+    ready time moved up) and a newcomer reserves at the tail, so `n` stay queued.
+    """
+    bucket = TokenBucket(1 / 3600, 1)
+    assert bucket.try_take(1, 0.0)
+    for _ in range(n):
+        bucket.reserve(1, 0.0)
+
+    async def head_leaves_one_joins() -> None:
+        head = bucket.head
+        assert head is not None
+        bucket.withdraw(head, 0.0)
+        bucket.reserve(1, 0.0)
+
+    result = await _timed(head_leaves_one_joins, ops, rounds)
+    assert bucket.waiting == n
     return result
 
 
@@ -171,10 +241,7 @@ async def bulkhead_give_up(n: int, ops: int, rounds: int) -> list[float]:
         # Tasks may start in any order (trio shuffles them): the holder takes the slot first.
         while bulkhead.in_use < 1:
             await anyio.sleep(0)
-        for _ in range(n):
-            tg.start_soon(waiter)
-        while len(scopes) < n or bulkhead.queued < n:
-            await anyio.sleep(0)
+        await _queue_up(tg, waiter, n, scopes, lambda: bulkhead.queued)
         result = await _timed(join_and_leave, ops, rounds)
         assert bulkhead.queued == n, "a cancelled caller stayed queued"
         release.set()  # the queue drains in order
@@ -250,24 +317,21 @@ class Scenario:
 
 SCENARIOS: dict[str, Scenario] = {
     "bulkhead: queued waiters (slot hand-off)": Scenario(bulkhead_waiters),
-    "rate limiter: queued waiters (join, give up)": Scenario(
-        ratelimit_waiters,
+    "rate limiter: queued waiters (join, give up)": Scenario(ratelimit_waiters, ops_scale=0.1),
+    "rate limiter: queued waiters (the head gives up, one joins)": Scenario(
+        ratelimit_head_gives_up,
         largest=10_000,
-        ops_scale=0.1,
+        ops_scale=0.0005,
         limit=(
-            "a waiter that gives up looks its reservation up from the head of the queue and "
-            "moves and wakes every waiter behind it, O(n) per cancellation; tearing down "
-            "100,000 waiters would take O(n^2), hours"
+            "the driver times every waiter, so the waiters behind one that gives up are all "
+            "moved and woken, O(n) per operation, until it times only its head waiter (the "
+            "next row: the bucket alone, used that way)"
         ),
     ),
-    "bulkhead: queued waiters (join, give up)": Scenario(
-        bulkhead_give_up,
-        largest=10_000,
-        ops_scale=0.1,
-        limit=(
-            "a waiter that gives up is looked up from the head of the queue, O(n) per cancellation"
-        ),
+    "token bucket alone: queued reservations (the head withdraws, one joins)": Scenario(
+        bucket_head_withdraws, backends=("asyncio",)
     ),
+    "bulkhead: queued waiters (join, give up)": Scenario(bulkhead_give_up, ops_scale=0.1),
     "per-key entries: Bulkhead.per_key call": Scenario(keyed_bulkhead_entries),
     "per-key entries: RateLimiter.per_key try_acquire": Scenario(keyed_limiter_entries),
     "concurrent deadlines: with ra.deadline": Scenario(concurrent_deadlines),
@@ -402,8 +466,45 @@ async def _memory_waiters(n: int) -> list[tuple[str, float]]:
     ]
 
 
+class _Waiter:
+    __slots__ = ()
+
+
+async def _memory_queues(n: int) -> list[tuple[str, float]]:
+    """The queue's own share of a waiter: its entry in the ledger or the bucket."""
+    waiters = [_Waiter() for _ in range(n)]
+
+    async def fifo() -> object:
+        ledger: BulkheadLedger[_Waiter] = BulkheadLedger(1, n)
+        for waiter in waiters:
+            ledger.enqueue(waiter)
+        return ledger
+
+    async def codel() -> object:
+        ledger = CoDelLedger(1, n, target=0.005, interval=0.1, dispatch=_Waiter())
+        for i, waiter in enumerate(waiters):
+            ledger.enqueue_at(waiter, float(i))
+        return ledger
+
+    async def bucket() -> object:
+        bucket = TokenBucket(1.0, 1.0)
+        for _ in range(n):
+            bucket.reserve(1, 0.0)
+        return bucket
+
+    return [
+        ("bulkhead ledger entry of a queued waiter (FIFO)", await _traced(fifo) / n),
+        ("bulkhead ledger entry of a queued waiter (CoDel)", await _traced(codel) / n),
+        ("token-bucket reservation of a queued waiter", await _traced(bucket) / n),
+    ]
+
+
 async def _memory(n: int) -> list[tuple[str, float]]:
-    return [*(await _memory_idle_keys(n)), *(await _memory_waiters(n))]
+    return [
+        *(await _memory_idle_keys(n)),
+        *(await _memory_waiters(n)),
+        *(await _memory_queues(n)),
+    ]
 
 
 def run_memory(backends: list[str], *, quick: bool = False) -> list[Memory]:

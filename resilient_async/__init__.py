@@ -34,6 +34,7 @@ from ._async.timeout import deadline as deadline
 from ._async.timeout import deadline_at as deadline_at
 from ._async.timeout import remaining as remaining
 from ._async.transaction import Transaction as Transaction
+from ._exports import publish
 from ._journal import SQLiteJournal as SQLiteJournal
 from ._journal import compensation as compensation
 from .classify import Classifier as Classifier
@@ -117,3 +118,6 @@ __all__ = [
     "stores",
     "use_classifier",
 ]
+
+# Last, once every public name is bound: they report this module as theirs.
+publish(__name__, globals())

@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from types import MappingProxyType, TracebackType
 
+from ._core.signals import is_catchable
+
 __all__ = [
     "PreparedFields",
     "attach_context",
@@ -94,7 +96,7 @@ class error_context:
             raise RuntimeError(
                 f"{self!r} exited out of order: blocks must exit in the reverse order of entering"
             )
-        if isinstance(exc, Exception):
+        if exc is not None and is_catchable(exc):  # no call on the success path
             _pass_through(exc, node)
         assert node.token is not None
         try:
@@ -156,7 +158,7 @@ def attach_context(exc: BaseException, fields: Mapping[str, object]) -> None:
     updated in place. Cancellation and other non-`Exception` errors are left alone. Field
     names should be identifiers; they are not checked here, to keep the error path cheap.
     """
-    if not isinstance(exc, Exception):
+    if not is_catchable(exc):
         return
     node = _CURRENT.get()
     captured = _captured_of(exc)

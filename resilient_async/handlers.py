@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
+from ._core.signals import is_catchable
 from .classify import ErrorClass, classify
 from .context import attach_context, context_of
 
@@ -397,7 +398,7 @@ class _ThreadHooks:
     ) -> bool:
         """Report `exc`; tell whether the previous hook must be skipped."""
         reporter = self._reporter
-        if not self._active or not isinstance(exc, Exception) or not _mark_reported(exc):
+        if not self._active or not is_catchable(exc) or not _mark_reported(exc):
             return False
         write_here = reporter.logger is not None or not default_previous
         # The hook runs in the thread that failed, so the current context is its own.
@@ -457,5 +458,5 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[Exception]:
     for exc in group.exceptions:
         if isinstance(exc, BaseExceptionGroup):
             yield from _leaves(exc)
-        elif isinstance(exc, Exception):
+        elif is_catchable(exc):
             yield exc

@@ -28,7 +28,7 @@ import anyio.abc
 import anyio.lowlevel
 
 from ._async import _backend
-from ._core.checks import check_int, check_positive
+from ._core.checks import check_int, check_name, check_positive
 from ._core.supervision import (
     ChildInfo,
     ChildState,
@@ -114,11 +114,11 @@ class Supervisor:
         "_gave_up",
         "_last_gate",
         "_manager_running",
+        "_name",
         "_previous_delay",
         "_reporter",
         "_runs",
         "_tg",
-        "name",
     )
 
     def __init__(
@@ -150,7 +150,7 @@ class Supervisor:
         self._core = SupervisorCore(chosen, max_restarts, within)
         self._backoff = backoff
         self._reporter = _Reporter(on_error, logger)
-        self.name = name
+        self._name = check_name(name)
         self._tg: anyio.abc.TaskGroup | None = None
         self._entered = False
         self._context: contextvars.Context | None = None
@@ -160,6 +160,11 @@ class Supervisor:
         self._previous_delay = 0.0
         self._gave_up: SupervisorGaveUp | None = None
         self._last_gate: anyio.Event | None = None
+
+    @property
+    def name(self) -> str | None:
+        """The name used in events, logs and the error context, or None."""
+        return self._name
 
     def __repr__(self) -> str:
         core = self._core

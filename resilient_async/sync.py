@@ -10,6 +10,7 @@ after it. Hedging, supervision and the loop exception handler are async only.
 from __future__ import annotations
 
 from . import backoff as backoff
+from ._exports import publish
 from ._journal import SQLiteJournal as SQLiteJournal
 from ._journal import compensation as compensation
 from ._sync.breaker import BreakerMetrics as BreakerMetrics
@@ -104,3 +105,6 @@ __all__ = [
     "set_classifier",
     "use_classifier",
 ]
+
+# Last, once every public name is bound: they report this module as theirs.
+publish(__name__, globals())

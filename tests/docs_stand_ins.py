@@ -1,7 +1,7 @@
 """Stand-ins for the outside world that the documentation's examples talk to.
 
 The examples in README.md and docs/ import these from hidden setup blocks (see
-tests/test_docs_examples.py): a payment gateway, an HTTP fetch, a database query. Each one
+tests/project/test_docs_examples.py): a payment gateway, an HTTP fetch, a database query. Each one
 behaves like the real thing in the way the example needs (answers, fails, takes time) and
 sleeps on the running loop's clock, so the examples run in virtual time.
 """

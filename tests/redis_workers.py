@@ -1,4 +1,4 @@
-"""Processes that share policies through a RedisStore, for tests/test_redis_store.py.
+"""Processes that share policies through a RedisStore, for tests/stores/test_redis_store.py.
 
 Run as `python -m tests.redis_workers ROLE URL PREFIX INDEX [ARGS...]`. Each worker builds its
 policies, says it is ready (key `<prefix>:ready:<index>`), waits for `<prefix>:go`, does its

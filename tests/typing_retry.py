@@ -1,4 +1,5 @@
-"""Checked by mypy (from tests/test_retry.py), never run: `@retry` and `call` keep the types.
+"""Checked by mypy (from tests/drivers/test_retry.py), never run: `@retry` and `call` keep
+the types.
 
 Each `# type: ignore[...]` must be needed (`warn_unused_ignores` is on in strict mode), so a
 decorator that lost its ParamSpec typing fails the check as surely as a wrong `assert_type`.

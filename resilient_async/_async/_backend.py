@@ -488,3 +488,37 @@ def report_overrun(scope: DeadlineScope, policy: str | None, hooks: tuple[Any, .
     The sync twin names the policy (and its own hooks) that a scope's `timeout.overrun`
     event comes from.
     """
+
+
+# --- transaction helpers: what each flavour's compensations and connections are ---------
+
+
+async def invoke(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
+    """Run a compensation, sync or async: await what it returns when that is awaitable."""
+    result = fn(*args, **kwargs)
+    if inspect.isawaitable(result):
+        await result
+
+
+def check_compensation(fn: Callable[..., Any]) -> None:
+    """Nothing to refuse: async code runs sync and async compensations alike."""
+
+
+def database_of(connection: Any) -> str:
+    """Tell which database an async driver's connection talks to: "sqlite" or "postgres".
+
+    Raises:
+        TypeError: `connection` is not an aiosqlite or asyncpg connection.
+    """
+    aiosqlite = sys.modules.get("aiosqlite")
+    if aiosqlite is not None and isinstance(connection, aiosqlite.Connection):
+        return "sqlite"
+    asyncpg = sys.modules.get("asyncpg")
+    if asyncpg is not None and isinstance(
+        connection, asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+    ):
+        return "postgres"
+    raise TypeError(
+        f"enlist takes an aiosqlite or asyncpg connection, got {type(connection).__qualname__}; "
+        "for sqlite3 connections use resilient_async.sync.Transaction"
+    )

@@ -11,30 +11,22 @@ finish. Cancelled calls are not samples.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from contextvars import ContextVar
 from datetime import timedelta
-from types import TracebackType
-from typing import Final, ParamSpec, TypeVar
+from typing import Any, Final
 
 from .._core.limits import LimitAlgorithm, check_limits, make_limit
+from .._core.signals import is_catchable
 from ..classify import ErrorClass, classify
 from ..context import attach_context
 from ..instrumentation import Hook, emit_to
 from . import _backend
-from .bulkhead import Bulkhead, _Wakeable
+from .bulkhead import Bulkhead, Wakeable
 from .policy import MUST_WAIT
 
 __all__ = ["AdaptiveBulkhead"]
 
-P = ParamSpec("P")
-T = TypeVar("T")
-
 # Outcomes that say the dependency is overloaded: the limit backs off.
 _DROPS: Final = frozenset({ErrorClass.TRANSIENT, ErrorClass.TIMEOUT, ErrorClass.THROTTLED})
-
-# Start times of the blocks this task runs under `async with` an adaptive bulkhead, innermost
-# last: per-call state cannot live on the shared policy.
-_STARTS: ContextVar[tuple[float, ...]] = ContextVar("resilient_async_adaptive_starts", default=())
 
 
 class AdaptiveBulkhead(Bulkhead):
@@ -128,67 +120,38 @@ class AdaptiveBulkhead(Bulkhead):
             f"queue={self.queue!r})"
         )
 
-    async def call(self, fn: _backend.Fn[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run `fn(*args, **kwargs)` in a slot and learn from its latency and outcome.
-
-        Raises:
-            BulkheadFullError: No slot and no queue room, or the wait was too long.
-        """
-        ledger = self._ledger
-        with self._lock:
-            admitted = ledger.try_admit()
-        if not admitted:
-            await self._wait_for_slot()
-        start = _backend.current_time()
-        try:
-            result = await fn(*args, **kwargs)
-        except Exception as exc:
-            self._learn(start, exc)
-            attach_context(exc, self._context)
-            raise
-        except BaseException:
-            self._free(ledger.cancel)
-            raise
-        self._learn(start, None)
-        return result
-
-    async def __aenter__(self) -> AdaptiveBulkhead:
-        with self._lock:
-            admitted = self._ledger.try_admit()
-        if not admitted:
-            await self._wait_for_slot()
-        _STARTS.set((*_STARTS.get(), _backend.current_time()))
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        starts = _STARTS.get()
-        _STARTS.set(starts[:-1])
-        self.exit(starts[-1], exc)
-
-    # --- the guard protocol: the token is the time the call got its slot ------------------
+    # --- the guard's admission: the token is the time the call got its slot --------------
 
     def enter_nowait(self) -> object:
-        with self._lock:
-            admitted = self._ledger.try_admit()
-        return _backend.current_time() if admitted else MUST_WAIT
-
-    async def enter(self) -> float:
-        await self._wait_for_slot()
+        """Take a free slot: its start time (the token), or `MUST_WAIT` when none is free."""
+        if Bulkhead.enter_nowait(self) is MUST_WAIT:
+            return MUST_WAIT
         return _backend.current_time()
 
-    def exit(self, token: float | None, error: BaseException | None) -> None:
-        assert token is not None
-        if error is None or isinstance(error, Exception):
+    async def enter(self) -> float:
+        """Wait in the queue for a slot; return the time it was granted.
+
+        Raises:
+            BulkheadFullError: No queue room, or the wait was too long.
+        """
+        await super().enter()
+        return _backend.current_time()
+
+    def exit(self, token: Any, error: BaseException | None) -> None:
+        """Learn from the call's latency and outcome, then free its slot.
+
+        A cancelled or withdrawn call is no sample: it only frees its slot.
+        """
+        if error is None or is_catchable(error):
             self._learn(token, error)
             if error is not None:
                 attach_context(error, self._context)
         else:
             self._free(self._ledger.cancel)
+
+    @property
+    def _kind(self) -> str:
+        return "Bulkhead"  # built by `Bulkhead.adaptive`: errors name the public class
 
     # --- learning -----------------------------------------------------------------------
 
@@ -206,7 +169,7 @@ class AdaptiveBulkhead(Bulkhead):
                 return
         now = _backend.current_time()
         latency = now - start
-        woken: list[_Wakeable] = []
+        woken: list[Wakeable] = []
         with self._lock:
             old = ledger.limit
             new = self._algorithm.update(now, latency, ledger.running, dropped)

@@ -21,7 +21,7 @@ class Keyed(Generic[K, G]):
     Subclasses validate their settings and pass a `build(key)` and an `is_idle(guard, now)`.
     """
 
-    __slots__ = ("_lock", "_registry", "max_keys", "name")
+    __slots__ = ("_lock", "_max_keys", "_name", "_registry")
 
     def __init__(
         self,
@@ -32,12 +32,22 @@ class Keyed(Generic[K, G]):
         max_keys: int,
         idle_ttl: float,
     ) -> None:
-        self.name = name
-        self.max_keys = check_int(max_keys, "max_keys", 1)
+        self._name = name
+        self._max_keys = check_int(max_keys, "max_keys", 1)
         self._registry: KeyedRegistry[K, G] = KeyedRegistry(
             build, is_idle, max_keys=max_keys, idle_ttl=check_seconds(idle_ttl, "idle_ttl")
         )
         self._lock = _backend.Lock()
+
+    @property
+    def name(self) -> str | None:
+        """The name shared by every key's guard (each reports it with its key), or None."""
+        return self._name
+
+    @property
+    def max_keys(self) -> int:
+        """How many keys keep a guard at most; beyond it the least recently used is evicted."""
+        return self._max_keys
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, keys={len(self._registry)})"

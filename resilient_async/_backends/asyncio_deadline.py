@@ -21,6 +21,8 @@ from .deadline_scope import DeadlineScope
 
 __all__ = ["AsyncioDeadline"]
 
+_INF: Final = float("inf")
+
 _current_task = asyncio.current_task
 _CancelledError = asyncio.CancelledError
 
@@ -62,7 +64,7 @@ class AsyncioDeadline(DeadlineScope):
         # asyncio.timeout does: a timer would queue it behind that step.
         if when <= now:
             self._handle = loop.call_soon(self._expire)
-        else:
+        elif when != _INF:  # `deadline_at(math.inf)`: a scope that never expires
             loop_ref, wheel_ref = _last_wheel  # the last loop's wheel, looked up first
             wheel = wheel_ref() if loop_ref() is loop else None
             if wheel is None:

@@ -6,13 +6,17 @@ waits and never reads a clock; the driver calls it under its lock and wakes the 
 told to wake. The ledger balances at every step:
 `submitted == running + queued + rejected + completed + failed + cancelled`.
 
+Every step costs O(1) however long the queue: the queue is an insertion-ordered map from
+waiter to its enqueue time, so a waiter that gives up anywhere in it leaves in O(1), and the
+oldest and the newest are taken from either end.
+
 `CoDelLedger` is the same ledger with a CoDel queue discipline: FIFO while the queue drains,
 newest first (and the oldest shed) while it stands.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Final, Generic, Literal, TypeVar
 
@@ -59,6 +63,9 @@ class BulkheadLedger(Generic[W]):
     The limit may change (`set_limit`). After it shrinks, `running` may exceed it until
     enough calls finish: no slot is taken or handed on while `running >= limit`.
 
+    Waiters are keys of `waiters` (oldest first): distinct hashable objects, equal only to
+    themselves (events, tokens), each queued at most once.
+
     Args:
         limit: How many callers may hold a slot at once, >= 1.
         max_queue: How many callers may wait for one, >= 0.
@@ -80,7 +87,8 @@ class BulkheadLedger(Generic[W]):
         self.limit = limit
         self.max_queue = max_queue
         self.running = 0
-        self.waiters: deque[W] = deque()
+        # Waiter -> enqueue time (0.0 here, where order is all that counts), oldest first.
+        self.waiters: OrderedDict[W, float] = OrderedDict()
         self.submitted = 0
         self.rejected = 0
         self.completed = 0
@@ -101,7 +109,7 @@ class BulkheadLedger(Generic[W]):
         """Queue a new caller that found no slot; False (counted rejected) if the queue is full."""
         self.submitted += 1
         if len(self.waiters) < self.max_queue:
-            self.waiters.append(waiter)
+            self.waiters[waiter] = 0.0
             return True
         self.rejected += 1
         return False
@@ -114,7 +122,7 @@ class BulkheadLedger(Generic[W]):
         self.completed += 1
         # `running <= limit`: a limit that just shrank takes the slot back instead.
         if self.waiters and self.running <= self.limit:
-            return self.waiters.popleft()
+            return self.waiters.popitem(last=False)[0]
         self.running -= 1
         return None
 
@@ -181,7 +189,7 @@ class BulkheadLedger(Generic[W]):
         return woken
 
     def _next_waiter(self) -> W:
-        return self.waiters.popleft()
+        return self.waiters.popitem(last=False)[0]
 
     def _hand_on(self) -> W | None:
         if self.waiters and self.running <= self.limit:
@@ -190,15 +198,8 @@ class BulkheadLedger(Generic[W]):
         return None
 
     def _withdraw(self, waiter: W) -> bool:
-        waiters = self.waiters
-        if waiters and waiters[0] is waiter:
-            waiters.popleft()
-            return True
-        for index, queued in enumerate(waiters):
-            if queued is waiter:
-                del waiters[index]
-                return True
-        return False
+        """Take `waiter` out of the queue, wherever it is; False if it is not queued."""
+        return self.waiters.pop(waiter, None) is not None
 
 
 class CoDelLedger(BulkheadLedger[W]):
@@ -224,7 +225,7 @@ class CoDelLedger(BulkheadLedger[W]):
         dispatch: The token returned for a reserved slot.
     """
 
-    __slots__ = ("_anchor", "_reserved", "_since", "dispatch", "interval", "target")
+    __slots__ = ("_anchor", "_reserved", "dispatch", "interval", "target")
 
     def __init__(
         self, limit: int, max_queue: int, *, target: float, interval: float, dispatch: W
@@ -233,8 +234,6 @@ class CoDelLedger(BulkheadLedger[W]):
         self.target = target
         self.interval = interval
         self.dispatch = dispatch
-        # Enqueue times, in the order of `waiters`.
-        self._since: deque[float] = deque()
         # Since when the queue delay has stayed >= target (it may lie ahead); None: empty.
         # The delay only drops when the oldest waiter leaves, so it is updated then.
         self._anchor: float | None = None
@@ -257,8 +256,7 @@ class CoDelLedger(BulkheadLedger[W]):
             return False
         if not self.waiters:
             self._anchor = now + self.target
-        self.waiters.append(waiter)
-        self._since.append(now)
+        self.waiters[waiter] = now
         return True
 
     def complete(self) -> W | None:
@@ -288,10 +286,8 @@ class CoDelLedger(BulkheadLedger[W]):
             self.running -= 1
             return None
         if self.standing(now) and len(waiters) > 1:
-            self._since.pop()
-            return waiters.pop()  # the oldest stays: the delay does not drop
-        waiter = waiters.popleft()
-        self._since.popleft()
+            return waiters.popitem(last=True)[0]  # the oldest stays: the delay does not drop
+        waiter = waiters.popitem(last=False)[0]
         self._head_left(now)
         return waiter
 
@@ -301,9 +297,7 @@ class CoDelLedger(BulkheadLedger[W]):
         Returns:
             `dispatch` when the slot it held is reserved for another waiter, or None.
         """
-        index = self._index(waiter)
-        if index is not None:
-            self._remove(index, now)
+        if self._remove(waiter, now):
             self.cancelled += 1
             return None
         return self.cancel()
@@ -314,8 +308,8 @@ class CoDelLedger(BulkheadLedger[W]):
         A waiter is shed once it has waited `interval` in a standing queue. The answer can
         only move later (when the delay drops below the target), so check again then.
         """
-        index = self._index(waiter)
-        return None if index is None else self._shed_time(index)
+        since = self.waiters.get(waiter)
+        return None if since is None else self._shed_time(since)
 
     def expire(
         self, waiter: W, now: float, give_up: bool
@@ -326,12 +320,12 @@ class CoDelLedger(BulkheadLedger[W]):
             "granted" if it was handed a slot meanwhile (it runs), "rejected" if it was taken
             out of the queue and counted rejected, "waiting" if it should wait on.
         """
-        index = self._index(waiter)
-        if index is None:
+        since = self.waiters.get(waiter)
+        if since is None:
             return "granted"
         # The same sum as `shed_at`, so a waiter woken at that time is due to the last bit.
-        if give_up or now >= self._shed_time(index):
-            self._remove(index, now)
+        if give_up or now >= self._shed_time(since):
+            self._remove(waiter, now)
             self.rejected += 1
             return "rejected"
         return "waiting"
@@ -350,35 +344,30 @@ class CoDelLedger(BulkheadLedger[W]):
     def _withdraw(self, waiter: W) -> bool:
         # Without the time, the delay is taken to stay below target until the new oldest
         # waiter reaches it: at worst the queue is seen standing a little later.
-        index = self._index(waiter)
-        if index is None:
-            return False
-        self._remove(index, None)
-        return True
+        return self._remove(waiter, None)
 
-    def _shed_time(self, index: int) -> float:
+    def _shed_time(self, since: float) -> float:
         # Waited `interval`, and the queue stands: both hold from the later of the two.
         anchor = self._anchor
         assert anchor is not None  # the queue holds a waiter
-        return max(self._since[index], anchor) + self.interval
+        return max(since, anchor) + self.interval
 
-    def _index(self, waiter: W) -> int | None:
-        for index, queued in enumerate(self.waiters):
-            if queued is waiter:
-                return index
-        return None
-
-    def _remove(self, index: int, now: float | None) -> None:
-        del self.waiters[index]
-        del self._since[index]
-        if index == 0:
+    def _remove(self, waiter: W, now: float | None) -> bool:
+        """Take `waiter` out of the queue at `now`, in O(1); False if it is not queued."""
+        waiters = self.waiters
+        if waiter not in waiters:
+            return False
+        oldest = next(iter(waiters)) is waiter
+        del waiters[waiter]
+        if oldest:
             self._head_left(now)
+        return True
 
     def _head_left(self, now: float | None) -> None:
         """The oldest waiter left at `now`: the delay drops to the next one's wait."""
-        if not self._since:
+        if not self.waiters:
             self._anchor = None
             return
-        oldest = self._since[0]
+        oldest = next(iter(self.waiters.values()))
         if now is None or now - oldest < self.target:
             self._anchor = oldest + self.target

@@ -356,3 +356,41 @@ def check_awaited(exc: BaseException, fn: object, policy: str) -> None:
 def report_overrun(scope: DeadlineScope, policy: str | None, hooks: tuple[Any, ...]) -> None:
     """Name the policy (and its own hooks) that `scope`'s `timeout.overrun` event comes from."""
     scope.report_as(policy, hooks)
+
+
+# --- transaction helpers: what each flavour's compensations and connections are ---------
+
+
+def invoke(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
+    """Run a compensation."""
+    fn(*args, **kwargs)
+
+
+def check_compensation(fn: Callable[..., Any]) -> None:
+    """Refuse an async compensation: sync code has no loop to run it on.
+
+    Raises:
+        TypeError: `fn` is a coroutine function.
+    """
+    if inspect.iscoroutinefunction(fn):
+        raise TypeError(
+            f"the sync Transaction cannot run the async compensation "
+            f"{fn!r}; use resilient_async.Transaction in async code"
+        )
+
+
+def database_of(connection: Any) -> str:
+    """Tell which database a sync connection talks to: "sqlite" (sqlite3).
+
+    Raises:
+        TypeError: `connection` is not a sqlite3 connection.
+    """
+    import sqlite3  # only transactions that enlist a connection need it
+
+    if isinstance(connection, sqlite3.Connection):
+        return "sqlite"
+    raise TypeError(
+        "enlist takes a sqlite3 connection, got "
+        f"{type(connection).__qualname__}; for aiosqlite and asyncpg use "
+        "resilient_async.Transaction"
+    )

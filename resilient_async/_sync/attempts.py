@@ -15,6 +15,7 @@ from contextvars import Token
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from .._core.signals import is_catchable
 from ..errors import DeadlineExceeded
 from . import _backend
 from .budget import ACTIVE_BUDGETS, RetryBudget, join_budget
@@ -81,7 +82,7 @@ class Attempt:
             if token is not None:
                 self._token = None
                 ACTIVE_BUDGETS.reset(token)
-        if not isinstance(exc, Exception):
+        if exc is None or not is_catchable(exc):
             return False  # a success, or a stop signal that must propagate untouched
         state = loop.state()
         loop.delay = state.decide(exc)

@@ -36,6 +36,7 @@ from .._core.breaker import (
 )
 from .._core.breaker_config import check_breaker_settings, new_core
 from .._core.checks import check_hooks, check_name
+from .._core.signals import is_catchable
 from ..classify import DEFAULT, DefaultType, ErrorClass, OnSpec, compile_on
 from ..context import PreparedFields, attach_context
 from ..errors import CircuitOpenError
@@ -255,7 +256,7 @@ class CircuitBreaker(Guard):
             ticket, start = token
         if error is None:
             self._succeeded_timed(ticket, start)
-        elif isinstance(error, Exception):
+        elif is_catchable(error):
             self._failed(ticket, start, error)
         else:
             self._cancelled(ticket)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .._core.signals import is_catchable
 from ..context import attach_context
 from ..instrumentation import emit_to
 from . import _backend
@@ -54,7 +55,7 @@ class SharedBreaker:
         nothing and gives a probe's permit back.
         """
         ticket, start = token
-        if error is not None and not isinstance(error, Exception):
+        if error is not None and not is_catchable(error):
             self._port.cancel(ticket, _backend.now())  # maybe closed outside its loop
             return
         failed = False

@@ -4,8 +4,10 @@
 
 `RateLimiter(..., store=RedisStore(...))` stays a `RateLimiter`: at construction it makes
 one `SharedLimiter` and holds, in place of its own bucket, one that never has a token. Its
-fast path (take a free token at once) therefore always falls through to its waiting path,
-which hands the take here; an unshared limiter's hot path gains no check.
+`enter_nowait` (take a free token at once) therefore always says `MUST_WAIT`, and its
+`enter` hands the take here: admission that awaits the store is the guard's `enter`, while
+its `exit` needs no I/O (a token is spent on entry). An unshared limiter's hot path gains
+no check.
 
 Each take is one awaited step of the port: it takes the tokens at once, or reserves them
 (the bucket goes into debt, so nobody can take them meanwhile) when the wait fits in
@@ -17,15 +19,13 @@ the FIFO order of an unshared limiter holds within a step, not across processes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import NoReturn
 
 from .._core.bucket import TokenBucket
 from .._core.deadlines import effective_deadline
 from . import _backend
 from .ports import LimiterPort
-
-if TYPE_CHECKING:
-    from .ratelimit import RateLimiter
 
 __all__ = ["NoTokens", "SharedLimiter"]
 
@@ -41,13 +41,26 @@ class NoTokens(TokenBucket):
 
 
 class SharedLimiter:
-    """What a `RateLimiter` on a remote port does in place of its in-memory waiting path."""
+    """What a `RateLimiter` on a remote port does in place of its in-memory waiting path.
 
-    __slots__ = ("_limiter", "_port")
+    Args:
+        port: The store's port of the shared bucket.
+        wait_limit: The limiter's `max_wait` in seconds (`math.inf` for None).
+        reject: Raises the limiter's `RateLimitedError` for `(tokens, retry_after)`.
+    """
 
-    def __init__(self, limiter: RateLimiter, port: LimiterPort) -> None:
-        self._limiter = limiter
+    __slots__ = ("_port", "_reject", "_wait_limit")
+
+    def __init__(
+        self,
+        port: LimiterPort,
+        *,
+        wait_limit: float,
+        reject: Callable[[float, float], NoReturn],
+    ) -> None:
         self._port = port
+        self._wait_limit = wait_limit
+        self._reject = reject
 
     def take(self, tokens: float) -> None:
         """Take `tokens` from the shared bucket, sleeping out a reservation if allowed.
@@ -57,17 +70,16 @@ class SharedLimiter:
                 deadline.
             ValueError: The bucket on the server was made with other settings.
         """
-        limiter = self._limiter
         port = self._port
         now = _backend.current_time()
         # Waiting up to the deadline itself is useless: the call would start expired.
         before_deadline = effective_deadline() - now
-        granted, wait = port.take(tokens, now, min(limiter._wait_limit, before_deadline))
+        granted, wait = port.take(tokens, now, min(self._wait_limit, before_deadline))
         if granted and wait > 0.0 and wait >= before_deadline:
             port.give_back(tokens, _backend.current_time())
             granted = False
         if not granted:
-            limiter._reject(tokens, wait)
+            self._reject(tokens, wait)
         if wait <= 0.0:
             return
         try:

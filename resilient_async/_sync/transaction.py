@@ -16,7 +16,6 @@ when it has run, so `recover` can finish the rollback of a process that died.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -25,8 +24,10 @@ from functools import partial
 from types import TracebackType
 from typing import Any
 
+from .._core.checks import check_name
 from .._core.compensations import JournalArgumentError, encode_arguments
 from .._core.deadlines import DEADLINE
+from .._core.signals import is_catchable
 from .._journal import SQLiteJournal, name_of
 from ..context import attach_context, error_context
 from ..errors import CompensationError
@@ -85,8 +86,11 @@ class Transaction:
     """
 
     __slots__ = (
+        "_compensation_retry",
         "_connections",
         "_id",
+        "_journal",
+        "_name",
         "_next_sequence",
         "_parent",
         "_root",
@@ -94,9 +98,6 @@ class Transaction:
         "_state",
         "_steps",
         "_token",
-        "compensation_retry",
-        "journal",
-        "name",
     )
 
     def __init__(
@@ -106,8 +107,7 @@ class Transaction:
         journal: SQLiteJournal | None = None,
         compensation_retry: Retry | None = None,
     ) -> None:
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"name must be a str or None, got {name!r}")
+        name = check_name(name)
         if journal is not None and not isinstance(journal, SQLiteJournal):
             raise TypeError(f"journal must be a SQLiteJournal or None, got {journal!r}")
         if compensation_retry is not None and not isinstance(compensation_retry, Retry):
@@ -116,9 +116,9 @@ class Transaction:
                 f"(resilient_async.Retry, or resilient_async.sync.Retry for the sync one), "
                 f"got {compensation_retry!r}"
             )
-        self.name = name
-        self.journal = journal
-        self.compensation_retry = compensation_retry
+        self._name = name
+        self._journal = journal
+        self._compensation_retry = compensation_retry
         self._state = "new"
         self._steps: list[_Step] = []
         self._connections: list[_Enlisted] = []
@@ -128,6 +128,21 @@ class Transaction:
         self._next_sequence = 0
         self._savepoints = 0
         self._token: Token[Transaction | None] | None = None
+
+    @property
+    def name(self) -> str | None:
+        """The name used in the journal, the logs and the error context, or None."""
+        return self._name
+
+    @property
+    def journal(self) -> SQLiteJournal | None:
+        """Where compensations are recorded for `recover` (a nested one uses its root's)."""
+        return self._journal
+
+    @property
+    def compensation_retry(self) -> Retry | None:
+        """The `Retry` each compensation runs under (a nested one inherits its parent's)."""
+        return self._compensation_retry
 
     def __repr__(self) -> str:
         return f"Transaction(name={self.name!r}, state={self._state!r})"
@@ -150,11 +165,7 @@ class Transaction:
         """
         if not callable(fn):
             raise TypeError(f"on_rollback needs a callable compensation, got {fn!r}")
-        if inspect.iscoroutinefunction(fn):
-            raise TypeError(
-                f"the sync Transaction cannot run the async compensation "
-                f"{fn!r}; use resilient_async.Transaction in async code"
-            )
+        _backend.check_compensation(fn)
         self._check_active("on_rollback")
         name: str | None = None  # the registered name; else the qualified name, when needed
         sequence = -1
@@ -191,7 +202,7 @@ class Transaction:
             "Transaction.enlist", "the drivers it joins (aiosqlite, asyncpg) are asyncio-only"
         )
         self._check_active("enlist")
-        driver = _driver_of(connection)
+        driver = _backend.database_of(connection)
         for enlisted in self._connections:
             if enlisted.connection is connection:
                 if enlisted.inherited:
@@ -245,7 +256,7 @@ class Transaction:
                 failure = None
             if failure is None:
                 if self._parent is None and self._next_sequence:
-                    _backend.run_in_thread(self._journal().finish, self._id)
+                    _backend.run_in_thread(self._written_journal().finish, self._id)
                 return
             error: BaseException = failure
         else:
@@ -256,7 +267,7 @@ class Transaction:
         except BaseException:
             self._log_unraised(failures)  # a cancellation that arrived during the rollback
             raise
-        if not isinstance(error, Exception):
+        if not is_catchable(error):
             self._log_unraised(failures)
             return  # the cancellation propagates as it is
         if failures:
@@ -276,7 +287,7 @@ class Transaction:
                 f"{what} can only be used inside the transaction's block; {self!r} is not in it"
             )
 
-    def _journal(self) -> SQLiteJournal:
+    def _written_journal(self) -> SQLiteJournal:
         assert self.journal is not None  # only called once a record was written
         return self.journal
 
@@ -293,9 +304,9 @@ class Transaction:
             )
         self._parent = parent
         self._root = root
-        self.journal = root.journal
-        if self.compensation_retry is None:
-            self.compensation_retry = parent.compensation_retry
+        self._journal = root.journal
+        if self._compensation_retry is None:
+            self._compensation_retry = parent.compensation_retry
 
     def _leave(self) -> None:
         token, self._token = self._token, None
@@ -386,16 +397,12 @@ def run_compensation(
     """
     try:
         if retry is None:
-            _invoke(fn, args, kwargs)
+            _backend.invoke(fn, *args, **kwargs)
         else:
-            retry.call(_invoke, fn, args, kwargs)
+            retry.call(_backend.invoke, fn, *args, **kwargs)
     except Exception as failure:
         return failure
     return None
-
-
-def _invoke(fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
-    fn(*args, **kwargs)
 
 
 def _report(
@@ -476,19 +483,6 @@ class _Enlisted:
             return
         self.connection.execute(f"ROLLBACK TO SAVEPOINT {self.savepoint}")
         self.connection.execute(f"RELEASE SAVEPOINT {self.savepoint}")
-
-
-def _driver_of(connection: Any) -> str:
-    """Tell which driver `connection` belongs to."""
-    import sqlite3  # only the sync twin needs it
-
-    if isinstance(connection, sqlite3.Connection):
-        return "sqlite"
-    raise TypeError(
-        "enlist takes a sqlite3 connection, got "
-        f"{type(connection).__qualname__}; for aiosqlite and asyncpg use "
-        "resilient_async.Transaction"
-    )
 
 
 def _in_transaction(connection: Any, driver: str) -> bool:

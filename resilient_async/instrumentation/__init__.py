@@ -19,6 +19,7 @@ from contextvars import ContextVar
 from types import MappingProxyType
 from typing import Any
 
+from .._exports import publish
 from ._opentelemetry import OpenTelemetryHook as OpenTelemetryHook
 from ._prometheus import PrometheusHook as PrometheusHook
 from ._structlog import StructlogHook as StructlogHook
@@ -261,3 +262,7 @@ def _describe(exc: BaseException) -> str:
     name = type(exc).__qualname__
     text = f"{name}: {message}" if message else name
     return text if len(text) <= _MAX_FIELD else text[: _MAX_FIELD - 3] + "..."
+
+
+# Last, once every public name is bound: they report this module as theirs.
+publish(__name__, globals())

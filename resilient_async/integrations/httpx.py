@@ -10,6 +10,8 @@ Raises:
 
 from __future__ import annotations
 
+from .._exports import publish
+
 try:
     import httpx as _httpx  # noqa: F401  # imported first for a clear error when missing
 except ImportError as exc:
@@ -22,3 +24,6 @@ from .._async.http import AsyncResilientTransport as AsyncResilientTransport
 from .._sync.http import ResilientTransport as ResilientTransport
 
 __all__ = ["AsyncResilientTransport", "ResilientTransport"]
+
+# Last, once every public name is bound: they report this module as theirs.
+publish(__name__, globals())

@@ -9,7 +9,11 @@ process; `RedisStore` shares it across processes (its sync twin is
 from __future__ import annotations
 
 from .._async.redis_store import RedisStore as RedisStore
+from .._exports import publish
 from .base import StateStore as StateStore
 from .memory import MemoryStore as MemoryStore
 
 __all__ = ["MemoryStore", "RedisStore", "StateStore"]
+
+# Last, once every public name is bound: they report this module as theirs.
+publish(__name__, globals())

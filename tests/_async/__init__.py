@@ -1,0 +1,1 @@
+"""Tests written once for the async drivers; tools/unasync.py generates their sync twin."""

@@ -311,22 +311,28 @@ class RateLimiter(Guard):
                 reservation = bucket.reserve(tokens, now)
         if reservation is None:
             self._reject(tokens, wait)
+        # Only the head of the queue is on a timer; the others wait for their turn at the
+        # head (the one before them wakes them as it leaves), so a give-up costs O(1).
         try:
             while True:
                 with state.lock:
-                    delay = reservation.ready_at - _backend.current_time()
-                    if delay <= 0.0:
-                        bucket.admit(reservation)
-                        return
-                    # A fresh event each round: a waiter ahead that gives up sets it.
+                    if bucket.head is reservation:
+                        delay = reservation.ready_at - _backend.current_time()
+                        if delay <= 0.0:
+                            successor = bucket.admit(reservation)
+                            break
+                    else:
+                        delay = math.inf
+                    # A fresh event each round: the waiter ahead sets it when it leaves.
                     event = _backend.Event()
                     reservation.handle = event
                 await _backend.wait_event(event, delay)
         except BaseException:
             with state.lock:
-                moved = bucket.cancel(reservation, _backend.current_time())
-            _wake(moved)
+                successor = bucket.withdraw(reservation, _backend.current_time())
+            _wake(successor)
             raise
+        _wake(successor)
 
     def _check_tokens(self, tokens: float) -> None:
         if isinstance(tokens, bool) or not isinstance(tokens, int | float):
@@ -412,8 +418,9 @@ def _limiter_is_idle(limiter: RateLimiter, now: float) -> bool:
         return state.bucket.is_idle(now)
 
 
-def _wake(reservations: list[Reservation]) -> None:
-    for reservation in reservations:
+def _wake(reservation: Reservation | None) -> None:
+    """Wake the waiter at the new head of the queue, if any, to time its own wait."""
+    if reservation is not None:
         event: Any = reservation.handle
         if event is not None:
             event.set()

@@ -19,7 +19,7 @@ from resilient_async.backoff import constant
 from resilient_async.context import context_of
 from resilient_async.stores import MemoryStore
 
-from .helpers import asyncio_only
+from ..helpers import asyncio_only
 
 # --- the pure state ---------------------------------------------------------------------------
 
@@ -349,7 +349,7 @@ async def test_withdrawals_at_a_given_time_forget_what_is_older_than_ttl() -> No
 async def test_a_budget_shared_through_a_server_withdraws_only_in_an_awaited_step() -> None:
     from resilient_async.stores import RedisStore
 
-    from .redis_helpers import URL, prefix_on
+    from ..redis_helpers import URL, prefix_on
 
     with prefix_on() as prefix:
         store = RedisStore(URL, prefix=prefix, timeout=2.0)

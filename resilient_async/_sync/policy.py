@@ -95,11 +95,11 @@ class Withdrawn(BaseException):
 
 WITHDRAWN: Final = Withdrawn()
 
-# The guards entered by `async with` in this task (and its children), innermost last, with
-# the token each one's `exit` needs.
-_held: ContextVar[tuple[tuple[Guard, Any], ...]] = ContextVar(
-    "resilient_async.held_guards", default=()
-)
+# The guards entered by `async with` in this task (and its children), as a chain of links
+# (guard, token, the link below), innermost first: entering and leaving in order is one
+# tuple and one set each.
+_Link = tuple["Guard", Any, Any]
+_held: ContextVar[_Link | None] = ContextVar("resilient_async.held_guards", default=None)
 
 
 class Guard(NamedPolicy):
@@ -185,7 +185,7 @@ class Guard(NamedPolicy):
         token = self.enter_nowait()
         if token is MUST_WAIT:
             token = self.enter()
-        _held.set((*_held.get(), (self, token)))
+        _held.set((self, token, _held.get()))
         return self._as_entered(token)
 
     def __exit__(
@@ -195,14 +195,9 @@ class Guard(NamedPolicy):
         tb: TracebackType | None,
     ) -> None:
         """Record the block's outcome like that of a call; never suppress its error."""
-        held = _held.get()
-        for index in range(len(held) - 1, -1, -1):
-            if held[index][0] is self:
-                _held.set(held[:index] + held[index + 1 :])
-                if self.exit(held[index][1], exc) is MUST_WAIT:
-                    self.finish(held[index][1], exc)
-                return
-        raise RuntimeError(f"{self!r} exited without a matching enter")
+        token = _release(self)
+        if self.exit(token, exc) is MUST_WAIT:
+            self.finish(token, exc)
 
     @property
     def _kind(self) -> str:
@@ -212,3 +207,27 @@ class Guard(NamedPolicy):
     def _as_entered(self, token: Any) -> Any:
         """What `async with guard as x` binds: the guard itself (a timeout: its scope)."""
         return self
+
+
+def _release(guard: Guard) -> Any:
+    """Take `guard`'s innermost link off this task's chain; return the token it holds.
+
+    Raises:
+        RuntimeError: `guard` holds no link here (an exit without its enter).
+    """
+    top = _held.get()
+    if top is not None and top[0] is guard:  # blocks leave in order: the common case
+        _held.set(top[2])
+        return top[1]
+    above: list[_Link] = []
+    link = top
+    while link is not None and link[0] is not guard:
+        above.append(link)
+        link = link[2]
+    if link is None:
+        raise RuntimeError(f"{guard!r} exited without a matching enter")
+    below = link[2]
+    for held, token, _ in reversed(above):  # the blocks entered after it, still open
+        below = (held, token, below)
+    _held.set(below)
+    return link[1]

@@ -550,6 +550,22 @@ async def test_async_with_nests_and_interleaves_across_tasks() -> None:
     assert bulkhead.metrics().completed == 3  # an unmatched exit frees nothing
 
 
+async def test_blocks_of_different_guards_may_leave_out_of_order() -> None:
+    """Each guard's exit finds its own token, whatever was entered after it."""
+    bulkhead, limiter = Bulkhead(1), ra.RateLimiter(10)
+    breaker = ra.CircuitBreaker(window_type="time", window=10)  # timed: a (ticket, start) token
+    await bulkhead.__aenter__()
+    await breaker.__aenter__()
+    await limiter.__aenter__()
+    await bulkhead.__aexit__(None, None, None)  # the outermost leaves first
+    assert bulkhead.in_use == 0
+    await breaker.__aexit__(None, None, None)
+    await limiter.__aexit__(None, None, None)
+    assert breaker.metrics().calls == 1
+    with pytest.raises(RuntimeError, match="without a matching enter"):
+        await breaker.__aexit__(None, None, None)
+
+
 # --- cancellation -------------------------------------------------------------------------
 
 

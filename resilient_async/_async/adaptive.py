@@ -57,6 +57,7 @@ class AdaptiveBulkhead(Bulkhead):
         TypeError: An argument has the wrong type.
     """
 
+    _tokenless = False  # its token is the start time, kept by `async with`
     __slots__ = ("_algorithm", "_algorithm_name", "_initial", "_max_limit", "_min_limit")
 
     def __init__(

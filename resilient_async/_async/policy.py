@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from contextvars import ContextVar
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, ParamSpec, TypeVar
 
 from . import _backend
 
@@ -122,6 +122,11 @@ class Guard(NamedPolicy):
 
     __slots__ = ()
 
+    # True for a guard whose token is always None (a bulkhead, a rate limiter): `async with`
+    # then keeps no token for it, and its exit is not matched to an enter (the statement
+    # pairs them; a hand-made `__aexit__` without `__aenter__` is not detected).
+    _tokenless: ClassVar[bool] = False
+
     def enter_nowait(self) -> Any:
         """Admit a call without waiting: its token, or `MUST_WAIT`.
 
@@ -183,7 +188,8 @@ class Guard(NamedPolicy):
         token = self.enter_nowait()
         if token is MUST_WAIT:
             token = await self.enter()
-        _held.set((self, token, _held.get()))
+        if not self._tokenless:
+            _held.set((self, token, _held.get()))
         return self._as_entered(token)
 
     async def __aexit__(
@@ -193,7 +199,7 @@ class Guard(NamedPolicy):
         tb: TracebackType | None,
     ) -> None:
         """Record the block's outcome like that of a call; never suppress its error."""
-        token = _release(self)
+        token = None if self._tokenless else _release(self)
         if self.exit(token, exc) is MUST_WAIT:
             await self.finish(token, exc)
 

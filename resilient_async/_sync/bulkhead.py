@@ -99,6 +99,7 @@ class Bulkhead(Guard):
         >>> run_query = db_pool(run_query)  # 10 run at once, 20 more may wait 0.5 s
     """
 
+    _tokenless = True  # its token is None: `async with` keeps none
     __slots__ = (
         "__weakref__",  # a per-key registry finds a bulkhead still in use through one
         "_codel",

@@ -78,6 +78,7 @@ class RateLimiter(Guard):
         >>> fetch = api(fetch)  # 100 calls a minute, 10 at once after a pause
     """
 
+    _tokenless = True  # its token is None: `async with` keeps none
     __slots__ = (
         "__weakref__",  # a per-key registry finds a limiter still in use through one
         "_burst",

@@ -75,14 +75,14 @@ def main(argv: list[str] | None = None) -> int:
         from ._recover_cli import run_recover
 
         return run_recover(args.journal, dry_run=args.dry_run, modules=args.modules)
-    from ._demo import run_demo
+    from ._demos.pipeline.scenario import run_demo
 
     if args.seconds <= 0 or args.clients < 1:
         parser.error("--seconds must be > 0 and --clients >= 1")
     if args.backend == "trio" and not _importable("trio"):
         parser.error("--backend trio needs trio: pip install 'resilient-async[trio]'")
     if args.scenario == "saga":
-        from ._demo_saga import run_saga_demo
+        from ._demos.saga.scenario import run_saga_demo
 
         print(
             run_saga_demo(
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     if args.scenario == "supervision":
-        from ._demo_supervision import run_supervision_demo
+        from ._demos.supervision import run_supervision_demo
 
         print(
             run_supervision_demo(

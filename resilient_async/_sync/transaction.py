@@ -33,6 +33,7 @@ from ..context import attach_context, error_context
 from ..errors import CompensationError
 from ..instrumentation import emit
 from . import _backend
+from .enlisted import Enlisted, in_transaction
 from .retry import Retry
 
 __all__ = ["Transaction", "run_compensation"]
@@ -121,7 +122,7 @@ class Transaction:
         self._compensation_retry = compensation_retry
         self._state = "new"
         self._steps: list[_Step] = []
-        self._connections: list[_Enlisted] = []
+        self._connections: list[Enlisted] = []
         self._parent: Transaction | None = None
         self._root: Transaction = self
         self._id = ""
@@ -208,8 +209,8 @@ class Transaction:
                 if enlisted.inherited:
                     return
                 raise ValueError(f"this connection is already enlisted in {self!r}; enlist it once")
-        savepoint = self._root._savepoint_name() if _in_transaction(connection, driver) else None
-        enlisted = _Enlisted(connection, driver, savepoint, inherited=False)
+        savepoint = self._root._savepoint_name() if in_transaction(connection, driver) else None
+        enlisted = Enlisted(connection, driver, savepoint, inherited=False)
         self._connections.append(enlisted)
         try:
             _backend.run_to_completion(enlisted.begin)
@@ -320,7 +321,7 @@ class Transaction:
     def _take_savepoints(self, parent: Transaction) -> None:
         for outer in parent._connections:
             savepoint = self._root._savepoint_name()
-            enlisted = _Enlisted(outer.connection, outer.driver, savepoint, inherited=True)
+            enlisted = Enlisted(outer.connection, outer.driver, savepoint, inherited=True)
             self._connections.append(enlisted)
             enlisted.begin()
 
@@ -450,42 +451,3 @@ class _Step:
         if self.name is not None:
             return self.name
         return getattr(self.fn, "__qualname__", None) or repr(self.fn)
-
-
-class _Enlisted:
-    """One connection in one transaction: its own database transaction, or a savepoint."""
-
-    __slots__ = ("connection", "driver", "finished", "inherited", "savepoint", "started")
-
-    def __init__(self, connection: Any, driver: str, savepoint: str | None, *, inherited: bool):
-        self.connection = connection
-        self.driver = driver
-        self.savepoint = savepoint
-        self.inherited = inherited  # a savepoint on a connection of an enclosing transaction
-        self.started = False
-        self.finished = False
-
-    def begin(self) -> None:
-        sql = "BEGIN" if self.savepoint is None else f"SAVEPOINT {self.savepoint}"
-        self.connection.execute(sql)
-        self.started = True
-
-    def commit(self) -> None:
-        sql = "COMMIT" if self.savepoint is None else f"RELEASE SAVEPOINT {self.savepoint}"
-        self.connection.execute(sql)
-        self.finished = True
-
-    def rollback(self) -> None:
-        self.finished = True
-        if self.savepoint is None:
-            if _in_transaction(self.connection, self.driver):
-                self.connection.execute("ROLLBACK")
-            return
-        self.connection.execute(f"ROLLBACK TO SAVEPOINT {self.savepoint}")
-        self.connection.execute(f"RELEASE SAVEPOINT {self.savepoint}")
-
-
-def _in_transaction(connection: Any, driver: str) -> bool:
-    if driver == "postgres":
-        return bool(connection.is_in_transaction())
-    return bool(connection.in_transaction)

@@ -10,7 +10,9 @@ import sys
 import pytest
 
 from resilient_async._core.breaker import BreakerState
-from resilient_async._demo import _open_periods, demo_scenario, phase_bounds
+from resilient_async._demos.pipeline.report import _open_periods
+from resilient_async._demos.pipeline.scenario import demo_scenario
+from resilient_async._demos.pipeline.service import phase_bounds
 
 from ..helpers import BACKENDS, run_virtual
 

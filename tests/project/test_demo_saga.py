@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from resilient_async._demo_saga import FATES, SHORT_FATES, saga_scenario
+from resilient_async._demos.saga.saga import FATES, SHORT_FATES
+from resilient_async._demos.saga.scenario import saga_scenario
 
 from ..helpers import BACKENDS, run_virtual
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from resilient_async._demo_supervision import supervision_scenario
+from resilient_async._demos.supervision import supervision_scenario
 
 from ..helpers import BACKENDS, run_virtual
 

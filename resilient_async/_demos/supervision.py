@@ -19,16 +19,17 @@ import math
 import random
 from collections import Counter
 from contextlib import AsyncExitStack
-from typing import IO, Any
+from typing import IO
 
 import anyio
 from anyio.abc import ObjectReceiveStream
 from anyio.streams.memory import MemoryObjectSendStream
 
-from . import backoff
-from .errors import SupervisorGaveUp
-from .instrumentation import Event, hooks
-from .supervision import Supervisor
+from .. import backoff
+from ..errors import SupervisorGaveUp
+from ..instrumentation import Event, hooks
+from ..supervision import Supervisor
+from .repeatable import run_scenario
 
 __all__ = ["run_supervision_demo", "supervision_scenario"]
 
@@ -155,15 +156,8 @@ def run_supervision_demo(
         progress: Where to print each crash and restart as it happens (None: silent).
         virtual_time: Run on a simulated clock that skips idle time (the same run, faster).
     """
-    options: dict[str, Any] = {}
-    if virtual_time and backend == "asyncio":
-        from .testing import virtual_time_loop
-
-        options["loop_factory"] = virtual_time_loop
-    elif virtual_time:
-        import trio.testing
-
-        options["clock"] = trio.testing.MockClock(autojump_threshold=0)
-    return anyio.run(
-        supervision_scenario, seconds, seed, progress, backend=backend, backend_options=options
+    return run_scenario(
+        lambda: supervision_scenario(seconds, seed, progress),
+        backend=backend,
+        virtual_time=virtual_time,
     )

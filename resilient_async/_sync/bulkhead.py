@@ -105,6 +105,7 @@ class Bulkhead(Guard):
         "_codel",
         "_codel_interval",
         "_codel_target",
+        "_complete",
         "_context",
         "_hooks",
         "_ledger",
@@ -114,6 +115,7 @@ class Bulkhead(Guard):
         "_max_wait",
         "_name",
         "_queue",
+        "_try_admit",
         "_wait_limit",
     )
 
@@ -165,6 +167,10 @@ class Bulkhead(Guard):
             self._ledger = self._codel.ledger
         else:
             self._ledger = BulkheadLedger(self._max_concurrent, self._max_queue)
+        # The two hot steps, bound once: the ledger's own methods in async code (no other
+        # task runs between a read and a write), wrapped in the thread lock in the sync twin.
+        self._try_admit = _backend.locking(self._lock, self._ledger.try_admit)
+        self._complete = _backend.locking(self._lock, self._ledger.complete)
         # Merged into the error context of errors raised here or passing through.
         self._context = PreparedFields({"policy": name or "Bulkhead"})
 
@@ -242,11 +248,7 @@ class Bulkhead(Guard):
             DeadlineExceeded: In sync code, the effective deadline has passed.
         """
         _backend.check_deadline()
-        # The hot path takes no detour through `_backend.locked` (measured: a third of an
-        # uncontended call): async code calls the ledger, the sync twin holds the lock.
-        with self._lock:
-            admitted = self._ledger.try_admit()
-        return None if admitted else MUST_WAIT
+        return None if self._try_admit() else MUST_WAIT
 
     def enter(self) -> object:
         """Wait in the queue for a slot; None (the token).
@@ -265,8 +267,7 @@ class Bulkhead(Guard):
         """Count how the call ended (a withdrawn call as cancelled) and free its slot."""
         ledger = self._ledger
         if error is None:
-            with self._lock:
-                waiter = ledger.complete()
+            waiter = self._complete()
             if waiter is not None:
                 waiter.set()
         elif is_catchable(error):

@@ -17,8 +17,9 @@ import asyncio
 import math
 import sys
 import threading
+import types
 from asyncio import events as _events
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, Final, ParamSpec, TypeAlias, TypeVar
 
 import anyio
@@ -114,7 +115,6 @@ REDIS_CLIENT: Final = "redis.asyncio"
 
 _get_running_loop = _events._get_running_loop
 _CancelledError = asyncio.CancelledError
-_asyncio_sleep = asyncio.sleep
 
 
 _trio_module: Any = None
@@ -315,17 +315,24 @@ async def wait_event(event: Event, seconds: float) -> bool:
     return event.is_set()
 
 
-async def yield_now() -> None:
+def yield_now() -> Awaitable[None]:
     """Yield to other tasks once, delivering a pending cancellation: a cheap checkpoint.
 
-    For loops that checkpoint on every turn (a retry with zero wait): on asyncio it is
-    `asyncio.sleep(0)` and on trio `trio.lowlevel.checkpoint()`, called directly rather than
+    For loops that checkpoint on every turn (a retry with zero wait). Await the result: on
+    asyncio it is the bare yield that `asyncio.sleep(0)` makes (the task runs again on the
+    loop's next turn, or receives its pending cancellation), without the two coroutines
+    around it; on trio it is `trio.lowlevel.checkpoint()`, called directly rather than
     through anyio's per-call backend lookup. In sync code there is nothing to yield to.
     """
     if _get_running_loop() is not None:
-        await _asyncio_sleep(0)
-    else:
-        await _trio().lowlevel.checkpoint()
+        return _bare_yield()
+    return _trio().lowlevel.checkpoint()  # type: ignore[no-any-return]
+
+
+@types.coroutine
+def _bare_yield() -> Generator[None, None, None]:
+    """One turn of the asyncio loop: what `asyncio.sleep(0)` awaits."""
+    yield
 
 
 # --- for clients of asyncio-only libraries (redis-py's asyncio client) -------------------

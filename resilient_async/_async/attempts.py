@@ -157,5 +157,5 @@ class Attempts:
             if budgets is None:
                 budgets = ACTIVE_BUDGETS.get()
             deadline = math.inf if self.deadline is None else self.deadline
-            state = self._state = RetryLoop(self.policy, budgets, deadline, start=self.start)
+            state = self._state = RetryLoop(self.policy, budgets, self.start, deadline)
         return state

@@ -14,10 +14,10 @@ import math
 import random
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from .._core.deadlines import effective_deadline
+from .._classify.retry_after import CLASS_HINTS, retry_after
+from .._core.deadlines import DEADLINE, effective_deadline
 from .._core.no_retry import NO_RETRY
 from .._core.retry import Outcome, RetryPlan, StopReason
-from ..classify import retry_after
 from ..context import attach_context
 from ..errors import CircuitOpenError, DeadlineExceeded
 from ..instrumentation import emit_to, enabled
@@ -39,6 +39,12 @@ NO_RESULT: Final[Any] = object()
 # Jitter draws; `random.Random.random` is safe to call from several threads at once.
 _RNG: Final = random.Random()
 
+# The reads of every failure, bound once. A method of an imported name (`NO_RETRY.get()`)
+# compiles to an attribute load that makes a bound method on every call; these do not.
+_no_retry: Final = NO_RETRY.get
+_deadline_node: Final = DEADLINE.get
+_class_hints: Final = CLASS_HINTS.get
+
 
 class RetryLoop:
     """What one retry loop tracks between attempts.
@@ -47,10 +53,10 @@ class RetryLoop:
         policy: The `Retry` whose call this is.
         budgets: The budgets every retry withdraws from (the enclosing loops' and the
             policy's own), outermost first.
-        deadline: The loop's own deadline when no scope enforces it while the loop decides
-            (the `attempts()` form decides between its attempts' scopes); else `math.inf`.
         start: When the first attempt started, for `elapsed`; None when nobody listened
             then (the success path reads the clock only for hooks).
+        deadline: The loop's own deadline when no scope enforces it while the loop decides
+            (the `attempts()` form decides between its attempts' scopes); else `math.inf`.
 
     Attributes:
         owed: Shared budgets a retry must still withdraw from (`settle`) before its wait.
@@ -62,10 +68,11 @@ class RetryLoop:
         self,
         policy: Retry,
         budgets: tuple[RetryBudget, ...],
-        deadline: float = math.inf,
-        *,
         start: float | None = None,
+        deadline: float = math.inf,
     ) -> None:
+        # Made once per failed call: every argument here is passed by position, which costs
+        # half of a keyword call.
         self.policy = policy
         self.budgets = budgets
         self.deadline = deadline
@@ -73,15 +80,10 @@ class RetryLoop:
         self.owed: tuple[RetryBudget, ...] = ()
         settings = testing_settings()
         limit = policy._max_attempts
-        if settings.active and settings.attempts is not None:
+        testing = settings.active
+        if testing and settings.attempts is not None:
             limit = min(limit, settings.attempts)
-        self.plan = RetryPlan(
-            policy._backoff,
-            _RNG,
-            limit=limit,
-            max_retry_after=policy._max_retry_after,
-            no_wait=settings.active,
-        )
+        self.plan = RetryPlan(policy._backoff, _RNG, limit, policy._max_retry_after, testing)
 
     @property
     def attempt(self) -> int:
@@ -120,20 +122,24 @@ class RetryLoop:
         outcome: Outcome = "retryable"
         hint = None
         if error is None:
-            if NO_RETRY.get():
+            if _no_retry():
                 outcome = "not_retryable"
         elif policy._stops_on_open and isinstance(error, CircuitOpenError):
             outcome = "circuit_open"
-        elif not policy._matches(error) or NO_RETRY.get():
+        elif not policy._matches(error) or _no_retry():
             outcome = "not_retryable"
+        elif _class_hints(type(error)) is False and not error.__dict__:
+            hint = None  # `retry_after`'s first test, inlined: most errors carry no hint
         else:
             hint = retry_after(error)
         now = 0.0
         deadline = math.inf
         if outcome == "retryable":
-            deadline = effective_deadline()
-            if self.deadline < deadline:  # noqa: PLR1730 (one call less than `min` per retry)
-                deadline = self.deadline
+            deadline = self.deadline
+            if _deadline_node() is not None:  # the effective deadline, read only when one is set
+                enclosing = effective_deadline()
+                if enclosing < deadline:  # noqa: PLR1730 (one call less than `min` per retry)
+                    deadline = enclosing
             if deadline != math.inf or self.budgets:
                 now = _backend.current_time()
         decision = plan.decide(outcome, hint, now, deadline)
@@ -192,8 +198,10 @@ class RetryLoop:
         """Count the attempt that is about to start."""
         self.plan.attempt += 1  # `RetryPlan.next_attempt`, inlined: one call less per retry
         policy = self.policy
-        with policy._lock:
-            policy._retries += 1
+        # No lock in async code: nothing awaits between the read and the write.
+        # unasync: sync-only: with policy._lock:
+        # unasync: sync-only:     policy._retries += 1
+        policy._retries += 1  # unasync: remove
 
     def stop(self, error: Exception | None, reason: StopReason, result: Any = NO_RESULT) -> None:
         """Record that the loop stops: context fields, counters and `retry.gave_up`.
@@ -241,7 +249,7 @@ async def guarded_call(
     budgets, token = enter_budget(policy._budget)
     try:
         start = _backend.current_time()
-        state = RetryLoop(policy, budgets, start=start)
+        state = RetryLoop(policy, budgets, start)
         timeout = policy.timeout
         if timeout is None:
             return await run_loop(state, fn, args, kwargs)
@@ -271,16 +279,20 @@ async def run_loop(
     Starts with an attempt, or, given the `error` of a first attempt that failed, with
     the decision that follows it.
     """
-    on_result = state.policy._on_result
+    # `fn(*args)` when there are no keywords: `**kwargs` copies the dict on every call, which
+    # costs as much as the rest of the call.
+    policy = state.policy
+    plan = state.plan
+    on_result = policy._on_result
     result: Any = NO_RESULT
     if error is None:  # a guarded call: its first attempt
         try:
-            result = await fn(*args, **kwargs)
+            result = await (fn(*args, **kwargs) if kwargs else fn(*args))
         except Exception as exc:
             _backend.check_awaited(exc, fn, "Retry")
             error = exc
         else:
-            _backend.check_result(result, fn, "Retry")
+            # unasync: sync-only: _backend.check_result(result, fn, "Retry")
             if on_result is None or not on_result(result):
                 return result  # type: ignore[no-any-return]
     try:
@@ -290,19 +302,22 @@ async def run_loop(
                 if error is not None:
                     raise error
                 return result  # type: ignore[no-any-return]
-            # The wait, inlined: one coroutine less per retry.
+            # The wait and `next_attempt`, inlined: a coroutine and a call less per retry.
             if delay > 0.0:
                 await _backend.sleep(delay)
             else:
                 await _backend.yield_now()  # a zero wait still lets other tasks run
-            state.next_attempt()
+            plan.attempt += 1
+            # unasync: sync-only: with policy._lock:
+            # unasync: sync-only:     policy._retries += 1
+            policy._retries += 1  # unasync: remove
             try:
-                result = await fn(*args, **kwargs)
+                result = await (fn(*args, **kwargs) if kwargs else fn(*args))
             except Exception as exc:
                 error = exc
                 continue
             error = None
-            _backend.check_result(result, fn, "Retry")
+            # unasync: sync-only: _backend.check_result(result, fn, "Retry")
             if on_result is None or not on_result(result):
                 return result  # type: ignore[no-any-return]
     finally:

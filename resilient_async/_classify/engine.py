@@ -302,7 +302,7 @@ def class_matcher(wanted: ErrorClass) -> Predicate:
         classifier = _current.get()
         if classifier is None:
             classifier = _process_default
-        return classifier.classify(exc) is wanted
+        return classifier._state.classify(exc) is wanted  # `Classifier.classify`, inlined
 
     return matches
 
@@ -316,7 +316,7 @@ def classes_matcher(wanted: frozenset[ErrorClass]) -> Predicate:
         classifier = _current.get()
         if classifier is None:
             classifier = _process_default
-        return classifier.classify(exc) in wanted
+        return classifier._state.classify(exc) in wanted  # `Classifier.classify`, inlined
 
     return matches
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Final
 
-__all__ = ["retry_after"]
+__all__ = ["CLASS_HINTS", "class_may_carry", "retry_after"]
 
 
 def retry_after(exc: BaseException) -> float | None:
@@ -31,8 +31,19 @@ def retry_after(exc: BaseException) -> float | None:
     Returns:
         Seconds to wait (>= 0, finite), or None.
     """
-    if not _may_carry_hint(exc):
-        return None  # the common case on a retry's failure path: skip three lookups
+    # The common case on a retry's failure path: an error that has none of the attributes
+    # a hint comes from. Its class is looked at once (cached); its instance on every call.
+    by_class = CLASS_HINTS.get(type(exc))
+    if by_class is None:
+        by_class = _learn_class(type(exc))
+    if not by_class:
+        attributes = exc.__dict__
+        if not attributes or (
+            "retry_after" not in attributes
+            and "response" not in attributes
+            and "headers" not in attributes
+        ):
+            return None
     try:
         hint = _seconds(getattr(exc, "retry_after", None))
         if hint is not None:
@@ -48,23 +59,35 @@ def retry_after(exc: BaseException) -> float | None:
         return None
 
 
-def _may_carry_hint(exc: BaseException) -> bool:
-    """Tell cheaply whether `exc` has any attribute a hint could come from."""
-    cls = type(exc)
-    by_class = _classes_with_hints.get(cls)
-    if by_class is None:
-        by_class = any(hasattr(cls, name) for name in ("retry_after", "response", "headers"))
-        if len(_classes_with_hints) < 1024:  # bounded: classes may be made at run time
-            _classes_with_hints[cls] = by_class
-    if by_class:
+def class_may_carry(cls: type[BaseException], names: tuple[str, ...]) -> bool:
+    """Tell whether instances of `cls` may get one of `names` other than from their `__dict__`.
+
+    True when the class (or a base) has one of them (a class attribute, a property, a slot),
+    or computes attributes (`__getattr__`, its own `__getattribute__`): then only asking
+    each instance can tell. False means an instance has them only in its `__dict__`.
+    """
+    if cls.__getattribute__ is not _PLAIN_GETATTRIBUTE or hasattr(cls, "__getattr__"):
         return True
-    attributes = exc.__dict__
-    return bool(attributes) and (
-        "retry_after" in attributes or "response" in attributes or "headers" in attributes
-    )
+    return any(hasattr(cls, name) for name in names)
 
 
-_classes_with_hints: dict[type[BaseException], bool] = {}
+_PLAIN_GETATTRIBUTE: Final = BaseException.__getattribute__
+
+
+def _learn_class(cls: type[BaseException]) -> bool:
+    """Tell whether instances of `cls` may get a hint attribute from their class; cache it."""
+    by_class = class_may_carry(cls, ("retry_after", "response", "headers"))
+    if len(CLASS_HINTS) < 1024:  # bounded: classes may be made at run time
+        CLASS_HINTS[cls] = by_class
+    return by_class
+
+
+CLASS_HINTS: dict[type[BaseException], bool] = {}
+"""Exception classes seen by `retry_after`: whether a hint attribute comes with the class.
+
+False means only an instance's own attributes (`__dict__`) could hold a hint. A retry's
+failure path reads it to skip the call for an error that has none.
+"""
 
 
 _DELTA_SECONDS: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from typing import Final, Literal, TypeAlias, final
 
-from ..backoff import Backoff
+from ..backoff import Backoff, Constant
 
 __all__ = [
     "GIVE_UP",
@@ -89,6 +89,7 @@ class RetryPlan:
 
     __slots__ = (
         "_backoff",
+        "_fixed",
         "_limit",
         "_max_retry_after",
         "_no_wait",
@@ -101,7 +102,6 @@ class RetryPlan:
         self,
         backoff: Backoff,
         rng: random.Random,
-        *,
         limit: int,
         max_retry_after: float,
         no_wait: bool = False,
@@ -112,6 +112,8 @@ class RetryPlan:
         self._max_retry_after = max_retry_after
         self._no_wait = no_wait
         self._previous = 0.0  # the backoff's previous delay (decorrelated jitter reads it)
+        # A `constant()` schedule's delay, read once rather than asked for on every retry.
+        self._fixed = backoff.seconds if type(backoff) is Constant else None
         self.attempt = 1
 
     def decide(self, outcome: Outcome, hint: float | None, now: float, deadline: float) -> Decision:
@@ -131,8 +133,10 @@ class RetryPlan:
         attempt = self.attempt
         if attempt >= self._limit:
             return GIVE_UP["attempts"]
-        delay = self._backoff.delay(attempt, self._previous, self._rng)
-        self._previous = delay
+        delay = self._fixed
+        if delay is None:
+            delay = self._backoff.delay(attempt, self._previous, self._rng)
+            self._previous = delay
         hinted = False
         if hint is not None:
             if hint > self._max_retry_after:

@@ -46,6 +46,9 @@ __all__ = ["DEFAULT_ON", "Attempt", "Retry", "RetryBudget", "RetryMetrics", "ret
 P = ParamSpec("P")
 T = TypeVar("T")
 
+# Bound once: `ACTIVE_BUDGETS.get()` would make a bound method on every call.
+_active_budgets: Final = _ACTIVE_BUDGETS.get
+
 DEFAULT_ON: Final = frozenset({ErrorClass.TRANSIENT, ErrorClass.THROTTLED, ErrorClass.TIMEOUT})
 """What a `Retry` retries when `on` is not given."""
 
@@ -274,7 +277,7 @@ class Retry(NamedPolicy):
             self._calls += 1
         start = _backend.current_time() if enabled() else None
         try:
-            result = fn(*args, **kwargs)
+            result = fn(*args, **kwargs) if kwargs else fn(*args)  # type: ignore[call-arg]
         except Exception as exc:
             _backend.check_awaited(exc, fn, "Retry")
             error = exc
@@ -282,7 +285,7 @@ class Retry(NamedPolicy):
             _backend.check_result(result, fn, "Retry")
             return result
         # Outside the handler: a later attempt's error is not chained onto this one.
-        state = RetryLoop(self, _ACTIVE_BUDGETS.get(), start=start)
+        state = RetryLoop(self, _active_budgets(), start)
         return run_loop(state, fn, args, kwargs, error)
 
     def __call__(self, fn: _backend.Fn[P, T]) -> _backend.Fn[P, T]:
@@ -311,13 +314,13 @@ class Retry(NamedPolicy):
                 policy._calls += 1
             start = _backend.current_time() if enabled() else None
             try:
-                result = fn(*args, **kwargs)
+                result = fn(*args, **kwargs) if kwargs else fn(*args)  # type: ignore[call-arg]
             except Exception as exc:
                 error = exc
             else:
                 _backend.check_result(result, fn, "Retry")
                 return result
-            state = RetryLoop(policy, _ACTIVE_BUDGETS.get(), start=start)
+            state = RetryLoop(policy, _active_budgets(), start)
             return run_loop(state, fn, args, kwargs, error)
 
         return retried

@@ -1257,3 +1257,45 @@ def test_retry_after_fast_path_still_sees_every_source_of_a_hint() -> None:
     assert retry_after(late) == 7.0
     assert retry_after(unrelated) is None
     assert retry_after(Plain()) is None
+
+
+# --- attributes from the class, or computed: the per-class shortcuts must not skip them ----
+
+
+class _ComputedAttributes(Exception):
+    """An error whose status and hint come from `__getattr__`, not from its `__dict__`."""
+
+    def __getattr__(self, name: str) -> object:
+        if name == "status_code":
+            return 503
+        if name == "retry_after":
+            return 4.0
+        raise AttributeError(name)
+
+
+class _ClassAttributes(Exception):
+    """An error whose status and hint are properties of its class."""
+
+    @property
+    def status_code(self) -> int:
+        return 429
+
+    @property
+    def retry_after(self) -> float:
+        return 2.5
+
+
+@pytest.mark.parametrize("rounds", [1, 2])  # the second round reads the per-class caches
+def test_status_and_hint_from_the_class_or_computed_are_read(rounds: int) -> None:
+    for _ in range(rounds):
+        assert retry_after(_ComputedAttributes()) == 4.0
+        assert classify(_ComputedAttributes()) is THROTTLED  # a 503 with a hint
+        assert retry_after(_ClassAttributes()) == 2.5
+        assert classify(_ClassAttributes()) is THROTTLED
+        plain = ConnectionError("reset")
+        assert retry_after(plain) is None
+        assert classify(plain) is TRANSIENT
+        plain.status_code = 404  # type: ignore[attr-defined]
+        plain.retry_after = 1.5  # type: ignore[attr-defined]
+        assert classify(plain) is PERMANENT
+        assert retry_after(plain) == 1.5

@@ -6,7 +6,7 @@ import operator
 from typing import Final
 
 from ..kinds import Check, ErrorClass
-from ..retry_after import retry_after
+from ..retry_after import class_may_carry, retry_after
 
 __all__ = ["CLASSES", "status_rule"]
 
@@ -27,8 +27,28 @@ CLASSES: Final[dict[tuple[str, str], ErrorClass]] = {
 
 
 def status_rule(cls: type[BaseException]) -> Check:
-    """Any error may carry an HTTP status (on `.response` or itself): ask each instance."""
-    return _status_check
+    """Any error may carry an HTTP status (on `.response` or itself): ask each instance.
+
+    Most classes give their instances none of the attributes a status is read from: their
+    check looks at the instance's own `__dict__` first (on a retry's failure path, for
+    every failure), and reads no attribute when none of them is there.
+    """
+    return _status_check if class_may_carry(cls, _STATUS_ATTRIBUTES) else _own_status_check
+
+
+_STATUS_ATTRIBUTES: Final = ("response", "status_code", "status")
+
+
+def _own_status_check(exc: BaseException) -> ErrorClass | None:
+    """`_status_check` for an error whose class gives it no attribute a status is read from."""
+    attributes = exc.__dict__
+    if not attributes or (
+        "response" not in attributes
+        and "status_code" not in attributes
+        and "status" not in attributes
+    ):
+        return None
+    return _status_check(exc)
 
 
 def _status_check(exc: BaseException) -> ErrorClass | None:

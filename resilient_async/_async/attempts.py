@@ -13,7 +13,6 @@ from contextvars import Token
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from .._core.signals import is_catchable
 from ..errors import DeadlineExceeded
 from . import _backend
 from .budget import ACTIVE_BUDGETS, RetryBudget, join_budget
@@ -80,7 +79,7 @@ class Attempt:
             if token is not None:
                 self._token = None
                 ACTIVE_BUDGETS.reset(token)
-        if exc is None or not is_catchable(exc):
+        if not isinstance(exc, Exception):  # `is_catchable`, inlined (None: a success)
             return False  # a success, or a stop signal that must propagate untouched
         state = loop.state()
         loop.delay = state.decide(exc)
@@ -134,7 +133,12 @@ class Attempts:
             failed, self.failed = self.failed, None
             if failed is not None and not await state.settle(failed):
                 raise failed
-            await state.wait(delay)
+            # The wait, inlined (as in `run_loop`): one coroutine less per retry.
+            if delay > 0.0:
+                await _backend.sleep(delay)
+            else:
+                await _backend.yield_now()  # a zero wait still lets other tasks run
+            state.next_attempt()
         self._current = current = Attempt(self, 1 if self._state is None else self._state.attempt)
         return current
 

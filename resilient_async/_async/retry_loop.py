@@ -186,14 +186,6 @@ class RetryLoop:
                 return False
         return True
 
-    async def wait(self, delay: float) -> None:
-        """Wait `delay` seconds (a zero wait still lets other tasks run), then count on."""
-        if delay > 0.0:
-            await _backend.sleep(delay)
-        else:
-            await _backend.yield_now()
-        self.next_attempt()
-
     def next_attempt(self) -> None:
         """Count the attempt that is about to start."""
         self.plan.attempt += 1  # `RetryPlan.next_attempt`, inlined: one call less per retry

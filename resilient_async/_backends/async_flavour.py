@@ -81,11 +81,10 @@ def misuse_of(exc: BaseException, fn: object, policy: str) -> TypeError | None:
     if tb is None:
         return None
     following = tb.tb_next
-    name = getattr(fn, "__qualname__", None) or repr(fn)
     if following is None:
         if type(exc) is TypeError and "'await' expression" in str(exc):
             error = TypeError(
-                f"{policy}.call needs an async callable, but {name} returned a value that "
+                f"{policy}.call needs an async callable, but {_name_of(fn)} returned a value that "
                 f"cannot be awaited: it is a sync callable; use resilient_async.sync.{policy} "
                 "for sync code"
             )
@@ -100,13 +99,19 @@ def misuse_of(exc: BaseException, fn: object, policy: str) -> TypeError | None:
         and code.co_name != "<lambda>"
     ):
         error = TypeError(
-            f"{policy}.call needs an async callable, but {name} is a sync function (it raised "
-            f"{type(exc).__name__} when called); use resilient_async.sync.{policy} for sync code"
+            f"{policy}.call needs an async callable, but {_name_of(fn)} is a sync function (it "
+            f"raised {type(exc).__name__} when called); use resilient_async.sync.{policy} for sync "
+            "code"
         )
         error.__cause__ = exc  # as `raise ... from exc`
         error.__suppress_context__ = True
         return error
     return None
+
+
+def _name_of(fn: object) -> str:
+    """`fn`'s name for a misuse message (read only when there is one: errors are common)."""
+    return getattr(fn, "__qualname__", None) or repr(fn)
 
 
 # --- fallback helpers --------------------------------------------------------------------

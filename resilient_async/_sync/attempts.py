@@ -15,7 +15,6 @@ from contextvars import Token
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from .._core.signals import is_catchable
 from ..errors import DeadlineExceeded
 from . import _backend
 from .budget import ACTIVE_BUDGETS, RetryBudget, join_budget
@@ -82,7 +81,7 @@ class Attempt:
             if token is not None:
                 self._token = None
                 ACTIVE_BUDGETS.reset(token)
-        if exc is None or not is_catchable(exc):
+        if not isinstance(exc, Exception):  # `is_catchable`, inlined (None: a success)
             return False  # a success, or a stop signal that must propagate untouched
         state = loop.state()
         loop.delay = state.decide(exc)
@@ -136,7 +135,12 @@ class Attempts:
             failed, self.failed = self.failed, None
             if failed is not None and not state.settle(failed):
                 raise failed
-            state.wait(delay)
+            # The wait, inlined (as in `run_loop`): one coroutine less per retry.
+            if delay > 0.0:
+                _backend.sleep(delay)
+            else:
+                _backend.yield_now()  # a zero wait still lets other tasks run
+            state.next_attempt()
         self._current = current = Attempt(self, 1 if self._state is None else self._state.attempt)
         return current
 

@@ -19,6 +19,8 @@ from ._async.fallback import Fallback as Fallback
 from ._async.fallback import degraded as degraded
 from ._async.pipeline import Pipeline as Pipeline
 from ._async.pipeline import pipeline as pipeline
+from ._async.policy import MUST_WAIT as MUST_WAIT
+from ._async.policy import Guard as Guard
 from ._async.policy import Policy as Policy
 from ._async.ratelimit import KeyedRateLimiter as KeyedRateLimiter
 from ._async.ratelimit import RateLimiter as RateLimiter
@@ -79,9 +81,11 @@ __all__ = [
     "ErrorClass",
     "ExceptionHandler",
     "Fallback",
+    "Guard",
     "Hedge",
     "KeyedBulkhead",
     "KeyedRateLimiter",
+    "MUST_WAIT",
     "Pipeline",
     "Policy",
     "RateLimitedError",

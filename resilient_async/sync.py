@@ -23,6 +23,8 @@ from ._sync.fallback import Fallback as Fallback
 from ._sync.fallback import degraded as degraded
 from ._sync.pipeline import Pipeline as Pipeline
 from ._sync.pipeline import pipeline as pipeline
+from ._sync.policy import MUST_WAIT as MUST_WAIT
+from ._sync.policy import Guard as Guard
 from ._sync.policy import Policy as Policy
 from ._sync.ratelimit import KeyedRateLimiter as KeyedRateLimiter
 from ._sync.ratelimit import RateLimiter as RateLimiter
@@ -71,8 +73,10 @@ __all__ = [
     "DeadlineExceeded",
     "ErrorClass",
     "Fallback",
+    "Guard",
     "KeyedBulkhead",
     "KeyedRateLimiter",
+    "MUST_WAIT",
     "Pipeline",
     "Policy",
     "RateLimitedError",

@@ -73,6 +73,8 @@ class NamedPolicy(Policy):
 
 
 class _MustWait:
+    """What `Guard.enter_nowait` returns when admission has to wait (then `await enter()`)."""
+
     __slots__ = ()
 
     def __repr__(self) -> str:

@@ -309,6 +309,8 @@ def class_matcher(wanted: ErrorClass) -> Predicate:
 
 def classes_matcher(wanted: frozenset[ErrorClass]) -> Predicate:
     """Return a matcher for `compile_on`: an `Exception` that classifies as one of `wanted`."""
+    # A tuple: members compare by identity, where a set would call `Enum.__hash__` (Python).
+    members = tuple(wanted)
 
     def matches(exc: BaseException) -> bool:
         if not isinstance(exc, Exception):  # `is_catchable`, inlined
@@ -316,7 +318,7 @@ def classes_matcher(wanted: frozenset[ErrorClass]) -> Predicate:
         classifier = _current.get()
         if classifier is None:
             classifier = _process_default
-        return classifier._state.classify(exc) in wanted  # `Classifier.classify`, inlined
+        return classifier._state.classify(exc) in members  # `Classifier.classify`, inlined
 
     return matches
 

@@ -38,10 +38,10 @@ from ._core.supervision import (
     Strategy,
     SupervisorCore,
 )
+from ._reporting import OnError, Reporter
 from .backoff import Backoff, constant
 from .context import attach_context, error_context
 from .errors import SupervisorGaveUp
-from .handlers import OnError, _Reporter
 from .instrumentation import emit
 
 __all__ = ["ChildInfo", "ChildState", "Supervisor"]
@@ -149,7 +149,7 @@ class Supervisor:
             backoff = constant(backoff)
         self._core = SupervisorCore(chosen, max_restarts, within)
         self._backoff = backoff
-        self._reporter = _Reporter(on_error, logger)
+        self._reporter = Reporter(on_error, logger)
         self._name = check_name(name)
         self._tg: anyio.abc.TaskGroup | None = None
         self._entered = False

@@ -18,13 +18,14 @@ from ._core.signals import is_catchable
 from .classify import ErrorClass, classify
 from .context import attach_context, context_of
 
-__all__ = ["ERROR_CLASS", "OnError", "Reporter", "ThreadHooks", "mark_reported"]
+__all__ = ["ERROR_CLASS", "OnError", "Reporter", "ThreadHooks", "library_log", "mark_reported"]
 
 OnError = Callable[[BaseException, dict[str, Any]], object]
 """The `on_error(exc, context)` callback: sync; what it returns is ignored."""
 
 
-_log = logging.getLogger("resilient_async")
+library_log = logging.getLogger("resilient_async")
+"""The library's own logger: where errors go without `logger=`, and reporting failures."""
 
 # Set on an exception once it has been reported, so that a second report of the same error
 # (the same instance reaching the loop twice, or re-raised from a reported call) is dropped.
@@ -50,7 +51,7 @@ class Reporter:
 
     @property
     def log(self) -> logging.Logger:
-        return self.logger if self.logger is not None else _log
+        return self.logger if self.logger is not None else library_log
 
     def report_once(
         self, exc: Exception, context: Mapping[str, Any], *, again: bool = False
@@ -110,7 +111,7 @@ class Reporter:
                 extra={"error_class": context[ERROR_CLASS], "error_context": fields},
             )
         except Exception:  # a broken value repr or log handler: report that, keep going
-            _log.exception("logging an unhandled %s failed", type(exc).__name__)
+            library_log.exception("logging an unhandled %s failed", type(exc).__name__)
 
 
 class ThreadHooks:
@@ -167,7 +168,7 @@ class ThreadHooks:
         try:
             reporter.report(exc, {**context, "exception": exc}, write_here, True)
         except Exception:
-            _log.exception("resilient_async thread hook failed")
+            library_log.exception("resilient_async thread hook failed")
         # An interpreter default hook only prints what was just logged to `logger`.
         return default_previous and reporter.logger is not None
 

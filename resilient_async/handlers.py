@@ -28,13 +28,18 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from ._core.signals import is_catchable
-from ._reporting import ERROR_CLASS, OnError, Reporter, ThreadHooks, mark_reported
+from ._reporting import (
+    ERROR_CLASS,
+    OnError,
+    Reporter,
+    ThreadHooks,
+    library_log,
+    mark_reported,
+)
 
 __all__ = ["ExceptionHandler", "OnError", "install_exception_handler", "run_reported"]
 
 T = TypeVar("T")
-
-_log = logging.getLogger("resilient_async")
 
 LoopHandler = Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object]
 
@@ -162,7 +167,7 @@ class ExceptionHandler:
         try:
             self._handle(loop, context)
         except Exception:  # never let the handler itself take the loop down
-            _log.exception("resilient_async loop exception handler failed")
+            library_log.exception("resilient_async loop exception handler failed")
 
     def __repr__(self) -> str:
         state = "installed" if self._active else "uninstalled"

@@ -227,7 +227,8 @@ class TokenBucket:
 
         Every reservation behind it becomes ready `tokens / rate` seconds earlier, as if
         this one had never been made: their `ready_at` moves now, so this costs O(n) in
-        those behind it (O(1) for the newest). For a driver that times every waiter.
+        those behind it (O(1) for the newest). The drivers use `withdraw`; this eager form is
+        the reference the tests hold `withdraw` to.
 
         Returns:
             The reservations whose ready time moved (their waiters should look again).

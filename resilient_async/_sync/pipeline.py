@@ -181,21 +181,16 @@ class _GuardStage:
                 entered.append((guard, token))
             result = fn(*args, **kwargs) if inner is None else inner(fn, *args, **kwargs)
         except BaseException as exc:
-            misuse = None if inner is not None else _backend.misuse_of(exc, fn, "Pipeline")
-            if misuse is not None:
-                _exit_all(entered, WITHDRAWN)
-                raise misuse from misuse.__cause__  # None: as `from None`
-            error = _exit_all(entered, exc)
+            error = _failed(entered, exc, fn if inner is None else None)
             if error is exc:
                 raise
-            assert error is not None
-            raise error from exc  # a guard's replacement (DeadlineExceeded for its cancellation)
+            raise error from error.__cause__
         if inner is None and type(result) is _backend.CoroutineType:
             _exit_all(entered, WITHDRAWN)  # an async callable: never ran
             _backend.check_result(result, fn, "Pipeline")
-        error = _exit_all(entered, None)
-        if error is not None:
-            raise error
+        replaced = _exit_all(entered, None)
+        if replaced is not None:
+            raise replaced
         return result
 
     def _run_one(self, fn: _backend.Fn[..., Any], /, *args: Any, **kwargs: Any) -> Any:
@@ -208,20 +203,34 @@ class _GuardStage:
         try:
             result = fn(*args, **kwargs) if inner is None else inner(fn, *args, **kwargs)
         except BaseException as exc:
-            misuse = None if inner is not None else _backend.misuse_of(exc, fn, "Pipeline")
-            if misuse is not None:
-                guard.exit(token, WITHDRAWN)
-                raise misuse from misuse.__cause__  # None: as `from None`
-            error = _exit_all([(guard, token)], exc)
+            error = _failed([(guard, token)], exc, fn if inner is None else None)
             if error is exc:
                 raise
-            assert error is not None
-            raise error from exc  # the guard's replacement (DeadlineExceeded for its cancellation)
+            raise error from error.__cause__
         if inner is None and type(result) is _backend.CoroutineType:
             guard.exit(token, WITHDRAWN)  # an async callable: never ran
             _backend.check_result(result, fn, "Pipeline")
         guard.exit(token, None)
         return result
+
+
+def _failed(entered: list[tuple[Guard, Any]], exc: BaseException, leaf_fn: object) -> BaseException:
+    """Exit the entered guards after the call raised `exc`; return what to raise.
+
+    That is `exc` itself; the clear `TypeError` when `leaf_fn` (the function the innermost
+    stage called, else None) is of the other flavour, the call then counting as nothing; or
+    a guard's replacement (`DeadlineExceeded` for its own cancellation), caused by `exc`.
+    Each returned error other than `exc` carries the `__cause__` to raise it from.
+    """
+    misuse = None if leaf_fn is None else _backend.misuse_of(exc, leaf_fn, "Pipeline")
+    if misuse is not None:
+        _exit_all(entered, WITHDRAWN)
+        return misuse
+    error = _exit_all(entered, exc)
+    assert error is not None
+    if error is not exc:
+        error.__cause__ = exc
+    return error
 
 
 def _exit_all(

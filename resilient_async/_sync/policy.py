@@ -130,6 +130,9 @@ class Guard(NamedPolicy):
     # then keeps no token for it, and its exit is not matched to an enter (the statement
     # pairs them; a hand-made `__exit__` without `__enter__` is not detected).
     _tokenless: ClassVar[bool] = False
+    # True for a guard whose token is what `async with guard as x` binds (a timeout's
+    # deadline scope); otherwise it binds the guard itself.
+    _binds_token: ClassVar[bool] = False
 
     def enter_nowait(self) -> Any:
         """Admit a call without waiting: its token, or `MUST_WAIT`.
@@ -194,7 +197,7 @@ class Guard(NamedPolicy):
             token = self.enter()
         if not self._tokenless:
             _held.set((self, token, _held.get()))
-        return self._as_entered(token)
+        return token if self._binds_token else self
 
     def __exit__(
         self,
@@ -211,10 +214,6 @@ class Guard(NamedPolicy):
     def _kind(self) -> str:
         """The policy's public name, for error messages."""
         return type(self).__name__
-
-    def _as_entered(self, token: Any) -> Any:
-        """What `async with guard as x` binds: the guard itself (a timeout: its scope)."""
-        return self
 
 
 def _release(guard: Guard) -> Any:

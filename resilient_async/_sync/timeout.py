@@ -117,6 +117,7 @@ class Timeout(Guard):
         TypeError: `seconds` is not a number or a `timedelta`, or `name` not a str.
     """
 
+    _binds_token = True  # `async with timeout as scope`: the block's deadline scope
     __slots__ = ("_hooks", "_name", "_seconds")
 
     def __init__(
@@ -144,9 +145,6 @@ class Timeout(Guard):
 
     def enter(self) -> _backend.DeadlineScope:
         return self.enter_nowait()  # entering a timeout never has to wait
-
-    def _as_entered(self, token: _backend.DeadlineScope) -> _backend.DeadlineScope:
-        return token  # `async with timeout as scope`: the block's deadline scope
 
     def exit(self, scope: _backend.DeadlineScope, error: BaseException | None) -> None:
         try:
